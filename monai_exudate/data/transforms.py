@@ -1,0 +1,203 @@
+"""Dictionary transforms for fundus photographs: loading, field-of-view crop, square padding, augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    CropForegroundd,
+    Flip,
+    InvertibleTransform,
+    LoadImage,
+    MapTransform,
+    RandomizableTransform,
+    Rotate90,
+    SpatialPad,
+)
+
+from monai_exudate.data.readers import FundusImageReader, LesionMaskReader
+
+# ImageNet statistics on the 0-255 scale, the normalisation the ImageNet-initialised backbones expect.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+class LoadFundusd(MapTransform):
+    """Load a fundus image (RGB) and its lesion masks (binary), stacked into one multi-channel label.
+
+    A lesion whose mask is missing from the datalist (``None``) gets an all-zero channel and a ``False`` entry in
+    ``present_key``, so evaluation can apply the dataset's rule for missing annotations.
+    """
+
+    def __init__(
+        self,
+        image_key: str = "image",
+        lesions: Sequence[str] = ("EX",),
+        label_key: str | None = "label",
+        present_key: str = "label_present",
+        image_reader: Any = None,
+        mask_reader: Any = None,
+    ) -> None:
+        super().__init__(keys=[image_key], allow_missing_keys=False)
+        self.image_key = image_key
+        self.lesions = tuple(lesions)
+        self.label_key = label_key
+        self.present_key = present_key
+        self.load_image = LoadImage(
+            reader=image_reader or FundusImageReader(), image_only=True, ensure_channel_first=True, dtype=np.uint8
+        )
+        self.load_mask = LoadImage(
+            reader=mask_reader or LesionMaskReader(), image_only=True, ensure_channel_first=True, dtype=np.uint8
+        )
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        image = self.load_image(d[self.image_key])
+        d[self.image_key] = image
+        if self.label_key is None or not self.lesions:
+            return d
+        channels, present = [], []
+        for lesion in self.lesions:
+            path = d.get(lesion)
+            if path is None:
+                channels.append(torch.zeros((1, *image.shape[1:]), dtype=torch.uint8))
+                present.append(False)
+                continue
+            mask = self.load_mask(path)
+            if tuple(mask.shape[1:]) != tuple(image.shape[1:]):
+                raise ValueError(
+                    f"mask {path} has size {tuple(mask.shape[1:])} but its image {d[self.image_key].meta.get('filename_or_obj')} "
+                    f"has size {tuple(image.shape[1:])}"
+                )
+            channels.append(mask.as_tensor())
+            present.append(True)
+        d[self.label_key] = MetaTensor(torch.cat(channels, 0), meta=dict(image.meta))
+        d[self.present_key] = torch.tensor(present, dtype=torch.bool)
+        return d
+
+
+class FieldOfViewSelector:
+    """Select the circular field of view of a fundus photograph by intensity, robust to glare in the black border.
+
+    A pixel is inside when its brightest channel exceeds ``relative_threshold`` times the image's bright level (99th
+    percentile), and at least ``threshold``: a relative level ignores the faint halo some cameras leave around the
+    disc. Rows and columns with fewer than ``min_fraction`` of their pixels inside are dropped, which ignores isolated
+    noise and reflections in the border while keeping the true edge of the disc to within a few pixels.
+    """
+
+    def __init__(self, threshold: float = 10.0, relative_threshold: float = 0.15, min_fraction: float = 0.02) -> None:
+        self.threshold = threshold
+        self.relative_threshold = relative_threshold
+        self.min_fraction = min_fraction
+
+    def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(img)
+        brightest = t.amax(dim=0, keepdim=True).float()
+        # a strided subsample keeps the quantile cheap on 12-megapixel photographs
+        sample = brightest[0, ::4, ::4].reshape(-1)
+        level = float(torch.quantile(sample[:16_000_000], 0.99)) if sample.numel() else 0.0
+        inside = brightest > max(self.threshold, self.relative_threshold * level)
+        keep_0 = inside.float().mean(dim=2, keepdim=True) >= self.min_fraction
+        keep_1 = inside.float().mean(dim=1, keepdim=True) >= self.min_fraction
+        selected = inside & keep_0 & keep_1
+        if not bool(selected.any()):  # no field of view found (e.g. a dark image): keep the whole frame
+            return torch.ones_like(inside)
+        return selected
+
+
+class FieldOfViewCropd(CropForegroundd):
+    """Crop every key to the bounding box of the field of view found in ``source_key`` (invertible)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        source_key: str = "image",
+        threshold: float = 10.0,
+        relative_threshold: float = 0.15,
+        min_fraction: float = 0.02,
+        margin: int = 0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(
+            keys,
+            source_key=source_key,
+            select_fn=FieldOfViewSelector(threshold, relative_threshold, min_fraction),
+            margin=margin,
+            allow_smaller=True,
+            start_coord_key=None,
+            end_coord_key=None,
+            allow_missing_keys=allow_missing_keys,
+        )
+
+
+class PadToSquared(MapTransform, InvertibleTransform):
+    """Zero-pad the short side symmetrically to make the image square (invertible).
+
+    With ``below`` set, only images whose short side is smaller than ``below`` are padded (DDR's preprocessing).
+    """
+
+    def __init__(self, keys: KeysCollection, below: int | None = None, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.below = below
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            spatial = tuple(d[key].shape[1:])
+            side = max(spatial)
+            pad_needed = min(spatial) < side and (self.below is None or min(spatial) < self.below)
+            # Pad with a no-op size when not needed, so inversion always finds one entry per call.
+            target = (side,) * len(spatial) if pad_needed else spatial
+            d[key] = SpatialPad(spatial_size=target, method="symmetric")(d[key])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = SpatialPad(spatial_size=1).inverse(d[key])
+        return d
+
+
+class RandFlipRotate90d(RandomizableTransform, MapTransform):
+    """Random rotation by 0/90/180/270 degrees combined with horizontal/vertical flips, same for all keys.
+
+    The eight symmetries of the square are equally likely. For non-square images, the 90/270 degree rotations would
+    change the shape and break batching, so only the four shape-preserving symmetries are drawn.
+    """
+
+    def __init__(self, keys: KeysCollection, prob: float = 1.0, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self._quarter_turns = 0
+        self._flip = False
+
+    def randomize(self, square: bool) -> None:
+        super().randomize(None)
+        if square:
+            self._quarter_turns = int(self.R.randint(0, 4))
+        else:
+            self._quarter_turns = 2 * int(self.R.randint(0, 2))
+        self._flip = bool(self.R.randint(0, 2))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        first = self.first_key(d)
+        if first == []:
+            return d
+        spatial = tuple(d[first].shape[1:])
+        self.randomize(square=len(set(spatial)) == 1)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = d[key]
+            if self._quarter_turns:
+                img = Rotate90(k=self._quarter_turns, spatial_axes=(0, 1))(img)
+            if self._flip:
+                img = Flip(spatial_axis=0)(img)
+            d[key] = img
+        return d
