@@ -57,7 +57,8 @@ class LoadFundusd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        image = self.load_image(d[self.image_key])
+        image_path = d[self.image_key]
+        image = self.load_image(image_path)
         d[self.image_key] = image
         if self.label_key is None or not self.lesions:
             return d
@@ -71,7 +72,7 @@ class LoadFundusd(MapTransform):
             mask = self.load_mask(path)
             if tuple(mask.shape[1:]) != tuple(image.shape[1:]):
                 raise ValueError(
-                    f"mask {path} has size {tuple(mask.shape[1:])} but its image {d[self.image_key].meta.get('filename_or_obj')} "
+                    f"mask {path} has size {tuple(mask.shape[1:])} but its image {image_path} "
                     f"has size {tuple(image.shape[1:])}"
                 )
             channels.append(mask.as_tensor())
