@@ -17,8 +17,10 @@ from monai.transforms import (
     MapTransform,
     RandomizableTransform,
     Rotate90,
+    SpatialCrop,
     SpatialPad,
 )
+from monai.utils import TraceKeys
 
 from monai_exudate.data.readers import FundusImageReader, LesionMaskReader
 
@@ -160,7 +162,14 @@ class PadToSquared(MapTransform, InvertibleTransform):
     def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = SpatialPad(spatial_size=1).inverse(d[key])
+            img = d[key]
+            # the entry was recorded by the SpatialPad built for that call, hence no instance check
+            padded = self.pop_transform(img, check=False)[TraceKeys.EXTRA_INFO]["padded"]
+            roi_start = [before for before, _ in padded[1:]]
+            roi_end = [size - after for size, (_, after) in zip(img.shape[1:], padded[1:])]
+            cropper = SpatialCrop(roi_start=roi_start, roi_end=roi_end)
+            with cropper.trace_transform(False):
+                d[key] = cropper(img)
         return d
 
 

@@ -1,0 +1,24 @@
+"""Shared fixtures: the real IDRiD sample beside the repository (skipped when absent) and torch settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+IDRID_SAMPLE = Path(
+    os.environ.get("IDRID_SAMPLE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_sample")
+)
+
+# Tests are CPU-sized; one thread per process keeps parallel CI runs from oversubscribing cores.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def idrid_sample() -> Path:
+    """Root of the 8-image IDRiD sample (official layout); skips the test when it is not available."""
+    if not (IDRID_SAMPLE / "A. Segmentation").is_dir():
+        pytest.skip(f"IDRiD sample not found at {IDRID_SAMPLE}")
+    return IDRID_SAMPLE

@@ -1,0 +1,109 @@
+"""Transforms: loading with missing masks, FOV crop against reference masks, padding, augmentation, inversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, Resized
+from PIL import Image
+
+from monai_exudate.data.indexers import index_idrid, load_datalist
+from monai_exudate.data.transforms import FieldOfViewCropd, LoadFundusd, PadToSquared, RandFlipRotate90d
+
+
+def _fundus(width: int = 120, height: int = 80) -> np.ndarray:
+    """A disc of fundus colour on black, with a bright spot to track orientation."""
+    yy, xx = np.mgrid[:height, :width]
+    inside = (xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (0.45 * height) ** 2
+    img = np.zeros((height, width, 3), dtype=np.uint8)
+    img[inside] = (180, 90, 40)
+    return img
+
+
+def test_load_fundus_missing_mask_gets_zeros_and_flag(tmp_path):
+    Image.fromarray(_fundus()).save(tmp_path / "img.png")
+    mask = np.zeros((80, 120), dtype=np.uint8)
+    mask[10:20, 30:40] = 255
+    Image.fromarray(mask).save(tmp_path / "ex.png")
+    d = LoadFundusd(lesions=("EX", "SE"))(
+        {"image": str(tmp_path / "img.png"), "EX": str(tmp_path / "ex.png"), "SE": None}
+    )
+    assert tuple(d["image"].shape) == (3, 120, 80)
+    assert tuple(d["label"].shape) == (2, 120, 80)
+    assert d["label"][0].sum() == 100 and d["label"][1].sum() == 0
+    assert d["label_present"].tolist() == [True, False]
+
+
+def test_load_fundus_size_mismatch_names_both_files(tmp_path):
+    Image.fromarray(_fundus()).save(tmp_path / "img.png")
+    Image.fromarray(np.zeros((40, 60), dtype=np.uint8)).save(tmp_path / "ex.png")
+    with pytest.raises(ValueError, match=r"ex\.png has size .* its image .*img\.png"):
+        LoadFundusd(lesions=("EX",))({"image": str(tmp_path / "img.png"), "EX": str(tmp_path / "ex.png")})
+
+
+def test_fov_crop_matches_reference_masks(idrid_sample):
+    """The FOV box agrees within a few pixels with the reference field-of-view masks of the sample."""
+    crop = FieldOfViewCropd(keys=["image"])
+    load = LoadFundusd(lesions=())
+    items = load_datalist(index_idrid(idrid_sample), "training", idrid_sample) + load_datalist(
+        index_idrid(idrid_sample), "testing", idrid_sample
+    )
+    for item in items[::3]:  # three of the eight keep the test quick
+        split = "train" if int(item["id"][-2:]) < 55 else "test"
+        ref = np.asarray(Image.open(idrid_sample / "extra_fov_masks" / split / f"{item['id']}_MASK.tif"))
+        fov = ref == 0  # these reference masks mark the area OUTSIDE the field of view
+        rows, cols = np.where(fov)
+        start, end = crop.cropper.compute_bounding_box(load(item)["image"])
+        # MONAI's PIL reader is (width, height) ordered
+        assert np.all(np.abs(np.asarray(start) - [cols.min(), rows.min()]) <= 5), (item["id"], start)
+        assert np.all(np.abs(np.asarray(end) - [cols.max() + 1, rows.max() + 1]) <= 5), (item["id"], end)
+
+
+def test_preprocessing_inverts_to_original_geometry():
+    img = torch.as_tensor(_fundus(150, 90)).permute(2, 1, 0).float()  # (C, W, H)
+    label = torch.zeros((1, 150, 90))
+    label[0, 70:80, 40:50] = 1
+    data = {"image": MetaTensor(img), "label": MetaTensor(label)}
+    pipeline = Compose(
+        [
+            FieldOfViewCropd(keys=["image", "label"]),
+            PadToSquared(keys=["image", "label"]),
+            Resized(keys=["image", "label"], spatial_size=(64, 64), mode=("bilinear", "nearest")),
+        ]
+    )
+    out = pipeline(data)
+    assert tuple(out["image"].shape) == (3, 64, 64)
+    restored = pipeline.inverse(out)
+    assert tuple(restored["image"].shape) == (3, 150, 90)
+    assert tuple(restored["label"].shape) == (1, 150, 90)
+    # nearest resampling there and back keeps the lesion within a pixel or two
+    assert abs(float(restored["label"].sum()) - 100) <= 30
+    assert float(restored["label"][0, 70:80, 40:50].mean()) > 0.7
+
+
+def test_pad_to_square_threshold_and_inverse():
+    x = MetaTensor(torch.rand(3, 40, 30))
+    padded = PadToSquared(keys=["image"])({"image": x})["image"]
+    assert tuple(padded.shape) == (3, 40, 40)
+    torch.testing.assert_close(
+        PadToSquared(keys=["image"]).inverse({"image": padded})["image"].as_tensor(), x.as_tensor()
+    )
+    kept = PadToSquared(keys=["image"], below=20)({"image": MetaTensor(torch.rand(3, 40, 30))})["image"]
+    assert tuple(kept.shape) == (3, 40, 30)  # short side 30 is not below 20: DDR rule leaves it
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (40, 24)])
+def test_augmentation_keeps_image_and_masks_aligned(shape):
+    aug = RandFlipRotate90d(keys=["image", "label"], prob=1.0)
+    seen = set()
+    for seed in range(24):
+        aug.set_random_state(seed)
+        label = (torch.rand(2, *shape) > 0.8).float()
+        image = torch.cat([label * 200, torch.rand(1, *shape)], 0)  # image channels 0-1 encode the masks
+        out = aug({"image": MetaTensor(image), "label": MetaTensor(label)})
+        torch.testing.assert_close(out["image"][:2].as_tensor(), out["label"].as_tensor() * 200)
+        assert tuple(out["image"].shape[1:]) == shape  # non-square images never change shape
+        seen.add((aug._quarter_turns, aug._flip))
+    assert len(seen) == (8 if shape[0] == shape[1] else 4)
