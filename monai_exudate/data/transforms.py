@@ -22,6 +22,7 @@ from monai.transforms import (
 )
 from monai.utils import TraceKeys
 
+from monai_exudate.data.layouts import IDRID_MASKS
 from monai_exudate.data.readers import FundusImageReader, LesionMaskReader
 
 # ImageNet statistics on the 0-255 scale, the normalisation the ImageNet-initialised backbones expect.
@@ -63,7 +64,7 @@ class LoadFundusd(MapTransform):
         image = self.load_image(image_path)
         d[self.image_key] = image
         if self.label_key is None or not self.lesions:
-            return d
+            return self._drop_mask_paths(d)
         channels, present = [], []
         for lesion in self.lesions:
             path = d.get(lesion)
@@ -81,7 +82,13 @@ class LoadFundusd(MapTransform):
             present.append(True)
         d[self.label_key] = MetaTensor(torch.cat(channels, 0), meta=dict(image.meta))
         d[self.present_key] = torch.tensor(present, dtype=torch.bool)
-        return d
+        return self._drop_mask_paths(d)
+
+    def _drop_mask_paths(self, d: dict[Hashable, Any]) -> dict[Hashable, Any]:
+        # the masks now live in the label; their path entries differ between images (a missing mask is None) and
+        # would break batching
+        mask_keys = {*self.lesions, *IDRID_MASKS}
+        return {k: v for k, v in d.items() if v is not None and k not in mask_keys}
 
 
 class FieldOfViewSelector:

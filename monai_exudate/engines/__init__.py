@@ -1,1 +1,26 @@
-"""engines package."""
+"""Training and evaluation engines: the dual-branch trainer and its Ignite handlers."""
+
+from monai_exudate.engines import utils
+from monai_exudate.engines.alpha_schedule import AlphaScheduleHandler
+from monai_exudate.engines.dual_branch_trainer import DualBranchPrepareBatch, DualBranchTrainer
+from monai_exudate.engines.metrics_report import MetricsReportWriter
+from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
+from monai_exudate.engines.overlays import ValidationOverlayHandler, overlay_errors
+from monai_exudate.engines.pr_curve import PRCurveHandler, draw_pr_curve
+from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
+
+__all__ = [
+    "AlphaScheduleHandler",
+    "DualBranchPrepareBatch",
+    "DualBranchTrainer",
+    "MetricsReportWriter",
+    "NonFiniteLossError",
+    "NonFiniteLossHandler",
+    "PRCurveHandler",
+    "ResumeHandler",
+    "ValidationOverlayHandler",
+    "latest_checkpoint",
+    "utils",
+    "draw_pr_curve",
+    "overlay_errors",
+]

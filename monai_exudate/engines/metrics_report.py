@@ -1,0 +1,37 @@
+"""Ignite handler that writes an evaluator's metrics (including nested reports) to a JSON file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from monai_exudate.engines.utils import atomic_write_json
+
+
+def _json_safe(value):
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, float) and value != value:  # NaN is not valid JSON
+        return None
+    return value
+
+
+class MetricsReportWriter:
+    """Write ``engine.state.metrics`` to ``path`` as JSON when the evaluator completes (atomically)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def attach(self, engine: Engine) -> None:
+        """Register the handler on an evaluator."""
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        atomic_write_json(_json_safe(dict(engine.state.metrics)), self.path)

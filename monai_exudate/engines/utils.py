@@ -1,0 +1,53 @@
+"""Small helpers shared by the handlers: iterate decollated samples, name them, write files atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+
+def iter_samples(output: Any) -> Iterator[dict[str, Any]]:
+    """Yield per-sample dicts from an engine output (a decollated list of dicts, or one batched dict)."""
+    if isinstance(output, Mapping):
+        batch = output.get("pred")
+        size = len(batch) if batch is not None else 0
+        for i in range(size):
+            yield {k: v[i] for k, v in output.items() if hasattr(v, "__len__") and len(v) == size}
+    else:
+        yield from output
+
+
+def sample_name(sample: Mapping[str, Any], index: int) -> str:
+    """A file-name stem for a sample: the source image's stem, else its position."""
+    meta = getattr(sample.get("image"), "meta", {}) or {}
+    source = meta.get("filename_or_obj")
+    if isinstance(source, (list, tuple)):
+        source = source[0] if source else None
+    return Path(str(source)).stem if source else f"sample_{index:04d}"
+
+
+def atomic_save_image(image: Image.Image, path: str | os.PathLike, **save_kwargs: Any) -> Path:
+    """Save a PIL image through a temporary file and a rename, so no half-written file is ever visible."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    image.save(
+        tmp, format=save_kwargs.pop("format", None) or Image.registered_extensions()[path.suffix.lower()], **save_kwargs
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+    return path

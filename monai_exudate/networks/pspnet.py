@@ -1,0 +1,135 @@
+"""PSPNet: pyramid pooling head and auxiliary classifier on a dilated ResNet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from monai_exudate.networks.pretrained import init_head_weights
+from monai_exudate.networks.resnet import DilatedResNet
+
+__all__ = ["PSPHead", "AuxHead", "PSPNet", "check_batch_for_pooling"]
+
+
+def check_batch_for_pooling(x: torch.Tensor, training: bool, name: str) -> None:
+    """Raise when BatchNorm after global pooling would see a single value per channel (batch 1 in training)."""
+    if training and x.shape[0] < 2:
+        raise ValueError(
+            f"{name} needs a batch of at least 2 per branch in training mode (BatchNorm after 1x1 pooling), "
+            f"got batch {x.shape[0]}."
+        )
+
+
+class PSPHead(nn.Module):
+    """Pyramid pooling module followed by a 3x3 conv, BatchNorm, ReLU, dropout and a 1x1 classifier.
+
+    Each pyramid level average-pools to ``bin x bin``, reduces to ``in_channels // len(bins)`` channels with a
+    1x1 conv + BN + ReLU and is upsampled back; the levels are concatenated with the input. The 3x3 conv has
+    ``in_channels // 4`` channels (512 for ResNet-50). Weights start from N(0, 0.01).
+
+    Args:
+        in_channels: channels of the input feature map.
+        out_channels: number of output logits.
+        bins: pooled grid sizes of the pyramid.
+        dropout: Dropout2d probability before the classifier.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, bins: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        pool_channels = max(in_channels // len(bins), 1)
+        mid_channels = max(in_channels // 4, 1)
+        self.stages = nn.ModuleList(
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(int(b)),
+                nn.Conv2d(in_channels, pool_channels, kernel_size=1, bias=False),
+                nn.BatchNorm2d(pool_channels),
+                nn.ReLU(inplace=True),
+            )
+            for b in bins
+        )
+        self.bottleneck = nn.Sequential(
+            nn.Conv2d(in_channels + len(bins) * pool_channels, mid_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(mid_channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
+        )
+        self.classifier = nn.Conv2d(mid_channels, out_channels, kernel_size=1)
+        init_head_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_batch_for_pooling(x, self.training, "PSPHead")
+        size = x.shape[-2:]
+        pyramid = [x] + [F.interpolate(s(x), size=size, mode="bilinear", align_corners=False) for s in self.stages]
+        return self.classifier(self.bottleneck(torch.cat(pyramid, dim=1)))
+
+
+class AuxHead(nn.Module):
+    """PSPNet's auxiliary classifier: 3x3 conv (``in_channels // 4``), BatchNorm, ReLU, dropout, 1x1 classifier.
+
+    Args:
+        in_channels: channels of the input feature map (layer3 of the backbone).
+        out_channels: number of output logits.
+        dropout: Dropout2d probability before the classifier.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        mid_channels = max(in_channels // 4, 1)
+        self.block = nn.Sequential(
+            nn.Conv2d(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(mid_channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
+        )
+        self.classifier = nn.Conv2d(mid_channels, out_channels, kernel_size=1)
+        init_head_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.block(x))
+
+
+class PSPNet(nn.Module):
+    """PSPNet on a dilated ResNet (output stride 8) with an auxiliary classifier on layer3.
+
+    Training mode: ``forward(x)`` returns logits at the input size, ``{"out": [B,C,H,W], "aux": [B,C,H,W]}``.
+    Eval mode: returns probabilities ``sigmoid(out)`` as a ``[B,C,H,W]`` tensor.
+
+    Args:
+        in_channels: image channels.
+        out_channels: number of output channels (1 for binary exudate segmentation).
+        layers: bottleneck blocks per ResNet stage ((3, 4, 6, 3) is ResNet-50).
+        base_width: ResNet stem width (64 at full size); head widths scale with it.
+        dropout: dropout probability in the heads.
+        pretrained_path: optional local torchvision ResNet checkpoint for the backbone.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        base_width: int = 64,
+        dropout: float = 0.1,
+        pretrained_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = DilatedResNet(in_channels, layers, base_width, pretrained_path)
+        channels = self.backbone.stage_channels
+        self.head = PSPHead(channels[4], out_channels, dropout=dropout)
+        self.aux_head = AuxHead(channels[3], out_channels, dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        out = F.interpolate(self.head(features[3]), size=size, mode="bilinear", align_corners=False)
+        if not self.training:
+            return torch.sigmoid(out)
+        aux = F.interpolate(self.aux_head(features[2]), size=size, mode="bilinear", align_corners=False)
+        return {"out": out, "aux": aux}
