@@ -75,14 +75,16 @@ class _Layers:
         Coverage is 0.5 + signed distance / ramp, so ``coverage > 0.5`` reproduces ``shape`` exactly while the
         visible edge fades over ``ramp`` pixels.
         """
+        rows, cols = np.flatnonzero(shape.any(1)), np.flatnonzero(shape.any(0))
         pad = int(math.ceil(ramp)) + 1
-        m = np.pad(shape, pad)
+        m = np.pad(shape[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], pad)
         inner = ndi.distance_transform_edt(m)
         outer = ndi.distance_transform_edt(~m)
         sd = np.where(m, inner - 0.5, 0.5 - outer)
         c = np.clip(0.5 + sd / ramp, 0.0, 1.0).astype(_F32)
         h, w = m.shape
-        top, left = int(round(cy)) - h // 2, int(round(cx)) - w // 2
+        top = int(round(cy)) - shape.shape[0] // 2 + rows[0] - pad
+        left = int(round(cx)) - shape.shape[1] // 2 + cols[0] - pad
         if top < 0 or left < 0 or top + h > self.shape[0] or left + w > self.shape[1]:
             return -1
         win = (slice(top, top + h), slice(left, left + w))
@@ -224,7 +226,7 @@ def _place(
 
 
 def _geometry(rng: np.random.Generator, width: int, height: int) -> _Geometry:
-    r = 0.475 * height * rng.uniform(0.985, 1.01)
+    r = 0.475 * min(height, width) * rng.uniform(0.985, 1.01)
     cx = width / 2.0 + rng.uniform(-0.015, 0.015) * height
     cy = height / 2.0 + rng.uniform(-0.015, 0.015) * height
     side = 1.0 if rng.random() < 0.5 else -1.0  # optic disc on the right (right eye) or on the left
@@ -421,7 +423,8 @@ def _exudates(layers: _Layers, rng: np.random.Generator, g: _Geometry, target: f
     for _ in range(200):
         if placed >= 0.97 * target:
             break
-        area = max(1, int(min(target - placed, _log_uniform(rng, 8, 300) * s2)))
+        missing = target - placed
+        area = max(1, int(min(missing, max(_log_uniform(rng, 8, 300) * s2, 0.05 * missing))))
         shape = _blob_shape(rng, area, rng.uniform(1.0, 2.0), rng.uniform(0, math.pi), int(rng.integers(1, 4)), 0.3)
         if centres:
             cx, cy, d = centres[int(rng.integers(len(centres)))]
