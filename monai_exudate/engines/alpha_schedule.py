@@ -19,7 +19,8 @@ def find_alpha_owner(loss: torch.nn.Module) -> torch.nn.Module:
 class AlphaScheduleHandler:
     """Set ``alpha`` of the DSM loss from ``schedule(epoch)`` at each epoch start (epochs counted from 1).
 
-    The value is also stored as ``engine.state.alpha`` so stats and MLflow handlers log it. Because alpha is a
+    The value is also stored as ``engine.state.alpha`` and ``engine.state.metrics["alpha"]`` so stats and MLflow
+    handlers log it. Because alpha is a
     function of the epoch alone, resuming from a checkpoint restores it with the epoch counter.
 
     With ``required=False`` a loss without alpha (a single-branch baseline) is accepted and the handler does nothing.
@@ -44,3 +45,5 @@ class AlphaScheduleHandler:
         alpha = float(self.schedule(engine.state.epoch))
         self.owner.alpha = alpha
         engine.state.alpha = alpha
+        # epoch-level loggers (StatsHandler, MLFlowHandler) report engine.state.metrics, and skip a trainer without any
+        engine.state.metrics["alpha"] = alpha

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,9 +17,9 @@ def _json_safe(value):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, float) and value != value:  # NaN is not valid JSON
+    if hasattr(value, "item"):  # tensor or numpy scalar: convert, then apply the non-finite rule below
+        return _json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinity are not valid JSON
         return None
     return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,7 +65,7 @@ class ResumeHandler:
             return
         try:
             CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=torch.device("cpu"))(engine)
-        except (RuntimeError, KeyError, EOFError) as err:
+        except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as err:  # unpickling: not a torch file
             raise RuntimeError(f"cannot resume from checkpoint {path}: {err}") from err
         self.loaded = path
         logger.info("resumed from %s at epoch %d", path, engine.state.epoch)

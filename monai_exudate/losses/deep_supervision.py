@@ -1,0 +1,114 @@
+"""Losses over a network's training outputs: main output, auxiliary classifier and deeply supervised side outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from monai_exudate.losses.dsm import DSMLoss
+
+__all__ = ["DualBranchLoss", "SingleBranchLoss", "split_outputs"]
+
+_INTERP_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def split_outputs(outputs: torch.Tensor | Mapping) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    """``(out, aux or None, side list)`` from ``{"out": T, "aux": T, "side": [T, ...]}`` or a plain tensor."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs, None, []
+    if not isinstance(outputs, Mapping) or "out" not in outputs:
+        raise ValueError(f"outputs must be a tensor or a mapping with an 'out' entry, got {type(outputs).__name__}.")
+    side = outputs.get("side")
+    if side is None:
+        side = []
+    if isinstance(side, torch.Tensor) or not isinstance(side, Sequence):
+        raise ValueError("outputs['side'] must be a list of tensors.")
+    return outputs["out"], outputs.get("aux"), list(side)
+
+
+def _match_size(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Upsample logits to the target's spatial size (auxiliary heads may predict at a lower resolution)."""
+    if logits.shape[2:] == target.shape[2:]:
+        return logits
+    mode = _INTERP_MODES.get(target.ndim - 2)
+    if mode is None:
+        raise ValueError(f"cannot resize logits of shape {tuple(logits.shape)} to target {tuple(target.shape)}.")
+    return F.interpolate(logits, size=target.shape[2:], mode=mode, align_corners=False)
+
+
+class SingleBranchLoss(nn.Module):
+    """``loss(out) + aux_weight * loss(aux) + side_weight * sum(loss(side_k))`` against one target.
+
+    Outputs missing from the network's dict are skipped; outputs smaller than the target are upsampled bilinearly.
+
+    Args:
+        loss: a loss ``loss(logits, target)`` (e.g. MONAI ``DiceLoss(sigmoid=True)`` or ``ClassBalancedBCELoss``).
+        aux_weight: weight of the auxiliary-classifier term (0.2 in the authors' PSPNet code).
+        side_weight: weight of each side-output term (HED deep supervision).
+    """
+
+    def __init__(self, loss: nn.Module, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
+        super().__init__()
+        if aux_weight < 0 or side_weight < 0:
+            raise ValueError(f"aux_weight and side_weight must be non-negative, got {aux_weight} and {side_weight}.")
+        self.loss = loss
+        self.aux_weight = float(aux_weight)
+        self.side_weight = float(side_weight)
+
+    def forward(self, outputs: torch.Tensor | Mapping, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the network's training ``outputs`` against ``target``."""
+        out, aux, side = split_outputs(outputs)
+        total = self.loss(_match_size(out, target), target)
+        if aux is not None:
+            total = total + self.aux_weight * self.loss(_match_size(aux, target), target)
+        for s in side:
+            total = total + self.side_weight * self.loss(_match_size(s, target), target)
+        return total
+
+
+class DualBranchLoss(nn.Module):
+    """DSM loss applied to every matching output pair of the large and small branches of a dual network.
+
+    ``outputs`` is ``{"large": branch, "small": branch}``, each branch a tensor or
+    ``{"out": T, "aux": T (optional), "side": [T, ...] (optional)}``; both branches must carry the same entries.
+    Returns ``loss(out_L, y_L, out_S, y_S) + aux_weight * loss(aux_L, y_L, aux_S, y_S)
+    + side_weight * sum_k loss(side_L[k], y_L, side_S[k], y_S)``.
+
+    Args:
+        loss: the :class:`DSMLoss` (its ``alpha`` is shared by all terms).
+        aux_weight: weight of the auxiliary-classifier pair (0.2 in the authors' PSPNet code).
+        side_weight: weight of each side-output pair (HED deep supervision).
+    """
+
+    def __init__(self, loss: DSMLoss, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
+        super().__init__()
+        if aux_weight < 0 or side_weight < 0:
+            raise ValueError(f"aux_weight and side_weight must be non-negative, got {aux_weight} and {side_weight}.")
+        self.loss = loss
+        self.aux_weight = float(aux_weight)
+        self.side_weight = float(side_weight)
+
+    def _pair(
+        self, large: torch.Tensor, target_large: torch.Tensor, small: torch.Tensor, target_small: torch.Tensor
+    ) -> torch.Tensor:
+        return self.loss(_match_size(large, target_large), target_large, _match_size(small, target_small), target_small)
+
+    def forward(self, outputs: Mapping, target_large: torch.Tensor, target_small: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the dual network's training ``outputs`` against the two branches' targets."""
+        if not isinstance(outputs, Mapping) or "large" not in outputs or "small" not in outputs:
+            raise ValueError("outputs must be a mapping with 'large' and 'small' entries.")
+        out_l, aux_l, side_l = split_outputs(outputs["large"])
+        out_s, aux_s, side_s = split_outputs(outputs["small"])
+        if (aux_l is None) != (aux_s is None):
+            raise ValueError("outputs: 'aux' must be given for both branches or for neither.")
+        if len(side_l) != len(side_s):
+            raise ValueError(f"outputs: the branches have {len(side_l)} and {len(side_s)} side outputs.")
+        total = self._pair(out_l, target_large, out_s, target_small)
+        if aux_l is not None:
+            total = total + self.aux_weight * self._pair(aux_l, target_large, aux_s, target_small)
+        for s_l, s_s in zip(side_l, side_s, strict=True):
+            total = total + self.side_weight * self._pair(s_l, target_large, s_s, target_small)
+        return total

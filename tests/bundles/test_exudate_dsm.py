@@ -1,0 +1,145 @@
+"""End-to-end runs of the exudate_dsm bundle on a tiny synthetic set: train, evaluate, infer, verify, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ckpt_export, run, verify_metadata, verify_net_in_out
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "exudate_dsm"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = REPO.parent / "shared" / "schema" / "meta_schema_20240725.json"
+
+TINY = {
+    "synthetic_num": 5,
+    "synthetic_size": [160, 112],
+    "spatial_size": [96, 64],
+    "net_width": 8,
+    "max_epochs": 2,
+    "val_interval": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """Train the tiny configuration once for the module; return its folders."""
+    root = tmp_path_factory.mktemp("dsm")
+    dirs = {"dataset_dir": str(root / "data"), "output_dir": str(root / "out"), "ckpt_dir": str(root / "models")}
+    run("training", config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"), **TINY, **dirs)
+    return {**dirs, "root": root}
+
+
+def test_training_writes_checkpoints_and_mlflow_run(trained):
+    models = Path(trained["ckpt_dir"])
+    assert (models / "model.pt").is_file()
+    assert (models / "checkpoint_epoch=2.pt").is_file()
+    state = torch.load(models / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(state)
+    trainer = state["trainer"]  # ignite keeps the iteration count; the epoch follows from it
+    assert trainer["iteration"] // trainer["epoch_length"] == 2
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
+    experiment = client.get_experiment_by_name("exudate_dsm")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    data = runs[0].data
+    assert data.params["arch"] == "pspnet" and data.params["loss"] == "dsm"
+    assert "train_loss" in data.metrics and "val_aupr" in data.metrics and "EX_f_sigma0.5" in data.metrics
+    alpha = [m.value for m in client.get_metric_history(runs[0].info.run_id, "alpha")]
+    assert alpha == pytest.approx([1.0, 1.0 - (1 / 2) ** 2])
+    assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 4  # logged per iteration
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert "model.pt" in artifacts and "pr_EX.png" in artifacts
+    assert any(a.endswith("_EX.png") and not a.startswith("pr_") for a in artifacts)  # validation overlays
+
+
+def test_rerun_resumes_and_ends_with_same_epochs(trained):
+    before = torch.load(Path(trained["ckpt_dir"]) / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    dirs = {k: trained[k] for k in ("dataset_dir", "output_dir", "ckpt_dir")}
+    run("training", config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"), **TINY, **dirs)
+    after = torch.load(Path(trained["ckpt_dir"]) / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    # the run was already complete: resuming does no further epoch and leaves the last checkpoint as it was
+    assert after["trainer"]["iteration"] == before["trainer"]["iteration"]
+    for key, value in before["model"].items():
+        torch.testing.assert_close(after["model"][key], value)
+
+
+def test_evaluate_reports_every_metric(trained):
+    dirs = {k: trained[k] for k in ("dataset_dir", "output_dir", "ckpt_dir")}
+    run(
+        "evaluating",
+        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+        meta_file=str(CONFIGS / "metadata.json"),
+        **TINY,
+        **dirs,
+    )
+    metrics = json.loads((Path(trained["output_dir"]) / "eval" / "metrics.json").read_text())
+    for key in ("EX_iou", "EX_sn", "EX_ppv", "EX_f", "EX_aupr", "EX_mae", "val_aupr"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert {f"EX_f_sigma{s}" for s in (0.2, 0.35, 0.5, 0.65, 0.8)} <= set(metrics)
+    assert any(k.startswith("EX_recall_size") for k in metrics)
+    assert list((Path(trained["output_dir"]) / "eval" / "overlays").rglob("*.png"))
+
+
+def test_inference_writes_maps_at_original_size(trained):
+    from PIL import Image
+
+    photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
+    out = Path(trained["root"]) / "infer"
+    run(
+        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        dataset_dir=str(photos[0].parent),
+        ckpt_dir=trained["ckpt_dir"],
+        output_dir=str(out),
+        net_width=8,
+        spatial_size=[96, 64],
+    )
+    written = sorted(p for p in out.rglob("*.png") if photos[0].stem in p.name)
+    assert written, "no output for the first photograph"
+    for path in written:
+        assert Image.open(path).size == Image.open(photos[0]).size
+
+
+def test_verify_metadata_and_network_shapes():
+    if not SCHEMA.is_file():
+        pytest.skip(f"bundle schema not found at {SCHEMA}")
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        net_width=8,
+    )
+
+
+def test_ckpt_export_matches_eager(trained, tmp_path):
+    from monai.bundle import ConfigParser
+
+    ts_path = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(Path(trained["ckpt_dir"]) / "model.pt"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        net_width=8,
+        use_trace=True,
+        input_shape=[1, 3, 96, 64],
+    )
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.update({"net_width": 8})
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=False))
+    net.eval()
+    x = torch.randn(1, 3, 96, 64)
+    exported = torch.jit.load(str(ts_path))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), net(x), atol=1e-5, rtol=1e-4)
