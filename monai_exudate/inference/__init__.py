@@ -1,5 +1,36 @@
-"""Inference helpers: input listing for folders, datalists and single files."""
+"""Inference: input listing, the streaming runner, lesion quantification and output writers."""
 
+from monai_exudate.inference.checkpoint import load_network_weights
+from monai_exudate.inference.dataset import (
+    MAX_ASPECT_RATIO,
+    MIN_SIDE,
+    InferenceDataset,
+    check_image_file,
+    collate_inference,
+)
 from monai_exudate.inference.inputs import list_inference_inputs
+from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
+from monai_exudate.inference.runner import FundusInferenceRunner, InferenceReport
+from monai_exudate.inference.summary import SummaryTable
+from monai_exudate.inference.writers import LESION_COLOURS, OutputLayout, lesion_colours, paint_overlay
 
-__all__ = ["list_inference_inputs"]
+__all__ = [
+    "LESION_COLOURS",
+    "MAX_ASPECT_RATIO",
+    "MIN_SIDE",
+    "SUMMARY_FIELDS",
+    "FundusInferenceRunner",
+    "InferenceDataset",
+    "InferenceReport",
+    "OutputLayout",
+    "SummaryTable",
+    "check_image_file",
+    "collate_inference",
+    "field_of_view_pixels",
+    "lesion_colours",
+    "lesion_statistics",
+    "list_inference_inputs",
+    "load_network_weights",
+    "paint_overlay",
+    "summary_rows",
+]

@@ -1,0 +1,132 @@
+"""Inference dataset that turns an unreadable or implausible input into an error record instead of raising.
+
+An input is rejected, with the reason, when its suffix is not a supported image type, the file cannot be identified
+or decoded to its end (corrupt or truncated), its short side is under ``MIN_SIDE`` pixels (thumbnails, icons: every
+public fundus set is far larger) or its long side exceeds ``MAX_ASPECT_RATIO`` times its short side (fundus
+cameras give 1:1 to 16:9 frames; strips and banners are not photographs of the retina).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data import list_data_collate
+from monai.transforms import Compose
+from PIL import Image, UnidentifiedImageError
+
+from monai_exudate.data.indexers import IMAGE_SUFFIXES
+from monai_exudate.data.transforms import FieldOfViewSelector
+from monai_exudate.inference.quantify import field_of_view_pixels
+
+MIN_SIDE = 64
+MAX_ASPECT_RATIO = 3.0
+
+
+def check_image_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be segmented, or ``None`` when it is a plausible fundus photograph.
+
+    The whole file is decoded (JPEG at 1/8 scale, which still reads every byte of the compressed stream), so a
+    truncated file is caught here rather than deep inside the preprocessing.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"unsupported file type {path.suffix or '(none)'!r}; expected one of {', '.join(IMAGE_SUFFIXES)}"
+    if not path.is_file():
+        return "file not found"
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if min(width, height) < MIN_SIDE:
+                return f"image is {width}x{height} pixels, too small for a fundus photograph (minimum side {MIN_SIDE})"
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                return (
+                    f"image is {width}x{height} pixels, aspect ratio above {MAX_ASPECT_RATIO:g}:1 is not a fundus "
+                    "photograph"
+                )
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    except UnidentifiedImageError:
+        return "not an image file (unrecognised content)"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return f"unreadable or truncated image ({err})"
+    return None
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    # MONAI's Compose wraps a failing transform's error; the innermost one says what is wrong
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+class InferenceDataset(torch.utils.data.Dataset):
+    """Items ``{image_key: path}`` -> preprocessed samples, or error records for inputs that cannot be used.
+
+    ``preprocessing`` must start with the transform that loads the image; its output is kept (uint8, channel first)
+    as ``"original"`` for the overlay when ``keep_original`` is set, and the pixel count of its field of view is
+    returned as ``"fov_pixels"``. Every sample has ``"path"``; an error record has ``"error"`` and nothing else.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        preprocessing: Compose,
+        image_key: str = "image",
+        keep_original: bool = True,
+        fov_selector: FieldOfViewSelector | None = None,
+    ) -> None:
+        if not isinstance(preprocessing, Compose):
+            raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
+        self.items = list(items)
+        self.preprocessing = preprocessing
+        self.image_key = image_key
+        self.keep_original = keep_original
+        self.fov_selector = fov_selector or FieldOfViewSelector()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = str(self.items[index][self.image_key])
+        reason = check_image_file(path)
+        if reason is not None:
+            return {"path": path, "error": reason}
+        try:
+            loaded = self.preprocessing({self.image_key: path}, end=1)
+            original = loaded[self.image_key]
+            if not isinstance(original, torch.Tensor) or original.ndim != 3:
+                raise ValueError("the first preprocessing transform must load the image as a (C, W, H) tensor")
+            fov_pixels = field_of_view_pixels(original, self.fov_selector)
+            sample = self.preprocessing(loaded, start=1)
+        except Exception as err:  # any failure of one image must not stop the run
+            cause = _root_cause(err)
+            return {"path": path, "error": f"preprocessing failed ({type(cause).__name__}: {cause})"}
+        out = {"path": path, self.image_key: sample[self.image_key], "fov_pixels": fov_pixels}
+        if self.keep_original:
+            # a plain tensor travels between DataLoader processes through shared memory
+            out["original"] = torch.as_tensor(original).to(torch.uint8).clone()
+        return out
+
+
+def collate_inference(samples: Sequence[Mapping[str, Any]], image_key: str = "image") -> dict[str, Any]:
+    """Split a list of samples into error records and batches of equal-shaped images.
+
+    Returns ``{"errors": [(path, reason)], "batches": [{image_key: batched MetaTensor, "info": [per-sample dicts
+    with path, fov_pixels and original]}]}``; images of different shapes go to separate batches.
+    """
+    errors = [(s["path"], s["error"]) for s in samples if "error" in s]
+    groups: dict[tuple[int, ...], list[Mapping[str, Any]]] = {}
+    for s in samples:
+        if "error" not in s:
+            groups.setdefault(tuple(s[image_key].shape), []).append(s)
+    batches = []
+    for group in groups.values():
+        images = list_data_collate([{image_key: s[image_key]} for s in group])[image_key]
+        info = [{k: v for k, v in s.items() if k != image_key} for s in group]
+        batches.append({image_key: images, "info": info})
+    return {"errors": errors, "batches": batches}

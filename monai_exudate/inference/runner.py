@@ -1,0 +1,356 @@
+"""Streaming inference over fundus photographs: preprocess, predict, invert to the original grid, write outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor, decollate_batch
+from monai.inferers import Inferer, SimpleInferer
+from monai.transforms import Compose
+from torch import nn
+from tqdm import tqdm
+
+from monai_exudate.inference.dataset import InferenceDataset, collate_inference
+from monai_exudate.inference.quantify import summary_rows
+from monai_exudate.inference.summary import SummaryTable
+from monai_exudate.inference.writers import (
+    OUTPUT_FORMATS,
+    OutputLayout,
+    atomic_write_bytes,
+    encode_jpeg,
+    encode_nifti,
+    encode_png,
+    lesion_colours,
+    paint_overlay,
+    remove_partial_files,
+    write_csv_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.csv"
+FAILURES_FILE = "failures.csv"
+FAILURE_FIELDS = ("image", "reason")
+
+
+@dataclass
+class InferenceReport:
+    """Outcome of a run: images written, images skipped because their outputs existed, failures with reasons."""
+
+    processed: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    output_dir: str = ""
+
+    def __str__(self) -> str:
+        text = (
+            f"inference: {self.processed} processed, {self.skipped} skipped (already done), "
+            f"{len(self.failed)} failed; outputs in {self.output_dir}"
+        )
+        return text + "".join(f"\n  failed: {path}: {reason}" for path, reason in self.failed)
+
+
+class _RunState:
+    """Counters, failures and the summary table of one run, shared by the main loop and the writer threads."""
+
+    def __init__(self, output_dir: Path, table: SummaryTable, strict: bool) -> None:
+        self.report = InferenceReport(output_dir=str(output_dir))
+        self.table = table
+        self.strict = strict
+        self.fatal: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.report.processed += 1
+
+    def fail(self, path: str, reason: str) -> None:
+        logger.warning("skipped %s: %s", path, reason)
+        with self._lock:
+            self.report.failed.append((path, reason))
+            if self.strict and self.fatal is None:
+                self.fatal = (path, reason)
+        self.table.remove(path)  # rows from an earlier run would describe outputs this run could not make
+
+    def raise_if_fatal(self) -> None:
+        if self.fatal is not None:
+            path, reason = self.fatal
+            raise ValueError(f"{path}: {reason}")
+
+
+class FundusInferenceRunner:
+    """Segment fundus photographs and write per-lesion maps, overlays and a lesion table at the original size.
+
+    Images stream through a DataLoader (reading and preprocessing in ``num_workers`` processes), the network (eval
+    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``), and a pool of ``num_writers`` threads that
+    invert the preprocessing on each prediction (``Compose.inverse``, back to the photograph's pixel grid) and
+    write the files; at most ``2 * num_writers`` predictions wait for writing, so memory does not grow with the
+    number of images. Outputs in ``output_dir`` per image (``stem`` = the image file's stem), for each lesion:
+    ``<stem>_<LESION>_prob.png`` (8-bit, round(p * 255)) and ``<stem>_<LESION>_mask.png`` (0/255, set where
+    round(p * 255) / 255 > threshold, the rule of the project's metrics); ``<stem>_overlay.png`` (masks blended
+    in a fixed colour per lesion over the photograph; ``.jpg`` with ``overlay_format="jpeg"``);
+    ``<stem>_prob.nii.gz`` when ``nifti`` (float32, width x height x lesion). Per run: ``summary.csv``
+    (``quantify.SUMMARY_FIELDS``, one row per image and lesion) and ``failures.csv`` (image, reason). Every file
+    is written atomically, with the photograph's width and height.
+
+    Inputs that cannot be used (see ``dataset.check_image_file``) are reported and skipped, or raise
+    ``ValueError`` naming the file when ``strict``. An image whose outputs and summary rows exist is skipped
+    unless ``overwrite``. Outputs are named by stem, so an input whose stem is taken by an earlier input of the run,
+    or by another image of an earlier run in ``summary.csv`` (unless ``overwrite``), is reported, not written.
+
+    Args:
+        network: returns probabilities ``(B, len(lesion_names), *spatial)`` in eval mode.
+        preprocessing: the bundle's ``Compose``, starting with the transform that loads ``image_key`` from a path;
+            every spatial transform must be invertible.
+        inferer: MONAI inferer (``SimpleInferer`` when None).
+        lesion_names: one name per output channel, used in file names and the table.
+        output_dir: folder for every output (created).
+        device: where the network runs.
+        threshold: probability threshold of the masks and the table.
+        batch_size: images per network call (preprocessing must give them one shape to batch them).
+        num_workers: DataLoader worker processes (0 reads in the main process).
+        amp: fp16 autocast on CUDA (ignored on CPU).
+        formats: subset of ``("prob", "mask", "overlay")``.
+        nifti: also write the multi-channel NIfTI probabilities.
+        overwrite: redo images whose outputs exist.
+        strict: stop at the first failure.
+        progress: show a tqdm progress bar.
+        num_writers: writer threads (default: up to 4, one per CPU).
+        overlay_alpha: opacity of the lesion colours in the overlay.
+        overlay_format: "png" (lossless) or "jpeg" (quality 90, much faster to write at full resolution).
+        image_key: the image key of the preprocessing.
+        png_compress_level: zlib level of the PNGs (1: fast, 9: small).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        preprocessing: Compose,
+        inferer: Inferer | None = None,
+        lesion_names: Sequence[str] = ("EX",),
+        output_dir: str | os.PathLike = "inference",
+        device: str | torch.device = "cpu",
+        threshold: float = 0.5,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        amp: bool = False,
+        formats: Sequence[str] = OUTPUT_FORMATS,
+        nifti: bool = False,
+        overwrite: bool = False,
+        strict: bool = False,
+        progress: bool = True,
+        num_writers: int | None = None,
+        overlay_alpha: float = 0.5,
+        overlay_format: str = "png",
+        image_key: str = "image",
+        png_compress_level: int = 1,
+    ) -> None:
+        if not isinstance(preprocessing, Compose):
+            raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
+        names = [str(n) for n in lesion_names]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"lesion_names must be non-empty and unique, got {names}")
+        bad = [n for n in names if not n or any(not (c.isalnum() or c in "-_") for c in n)]
+        if bad:
+            raise ValueError(f"lesion_names are used in file names: letters, digits, '-' and '_' only, got {bad}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
+        if num_writers is not None and num_writers < 1:
+            raise ValueError(f"num_writers must be >= 1, got {num_writers}")
+        if not 0.0 <= overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        self.network = network
+        self.preprocessing = preprocessing
+        self.inferer = inferer or SimpleInferer()
+        self.lesion_names = names
+        self.output_dir = Path(output_dir)
+        self.layout = OutputLayout(self.output_dir, names, formats, nifti, overlay_format)
+        self.device = torch.device(device)
+        self.threshold = float(threshold)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.amp = bool(amp)
+        self.formats = tuple(formats)
+        self.nifti = bool(nifti)
+        self.overwrite = bool(overwrite)
+        self.strict = bool(strict)
+        self.progress = bool(progress)
+        self.num_writers = int(num_writers or min(4, os.cpu_count() or 1))
+        self.overlay_alpha = float(overlay_alpha)
+        self.overlay_format = overlay_format
+        self.image_key = image_key
+        self.png_compress_level = int(png_compress_level)
+        self.colours = lesion_colours(names)
+        # the metrics' rule q / 255 > threshold on the 8-bit level q, as one integer comparison q > _mask_above
+        self._mask_above = int(np.count_nonzero(np.arange(256) / 255.0 <= self.threshold)) - 1
+
+    def run(self, items: Sequence[Mapping[str, Any] | str | os.PathLike]) -> InferenceReport:
+        """Segment ``items`` (dicts with ``image_key`` or paths) and return the report, which is also logged."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_files(self.output_dir)
+        state = _RunState(self.output_dir, SummaryTable(self.output_dir / SUMMARY_FILE), self.strict)
+        try:
+            pending = self._plan(items, state)
+            state.raise_if_fatal()
+            if pending:
+                self._stream(pending, state)
+            state.raise_if_fatal()
+        finally:
+            state.table.flush()
+            rows = [{"image": p, "reason": r} for p, r in state.report.failed]
+            write_csv_atomic(self.output_dir / FAILURES_FILE, FAILURE_FIELDS, rows)
+        logger.info("%s", state.report)
+        return state.report
+
+    def _plan(self, items: Sequence[Mapping[str, Any] | str | os.PathLike], state: _RunState) -> list[dict[str, str]]:
+        """Items still to segment; done ones are counted as skipped, clashes of output names as failures."""
+        earlier = {Path(image).stem: image for image in state.table.images()}
+        owners: dict[str, str] = {}
+        pending = []
+        for item in items:
+            path = str(item[self.image_key] if isinstance(item, Mapping) else item)
+            stem = Path(path).stem
+            if stem in owners:
+                owner = owners[stem]
+                state.fail(
+                    path, "listed twice" if owner == path else f"output name {stem!r} is already used by {owner}"
+                )
+                continue
+            previous = earlier.get(stem, path)
+            if previous != path:
+                if not self.overwrite:
+                    state.fail(
+                        path,
+                        f"output name {stem!r} is already used by {previous} (earlier run, see {SUMMARY_FILE}); "
+                        "use another output_dir or overwrite",
+                    )
+                    continue
+                state.table.remove(previous)
+            owners[stem] = path
+            done = self.layout.complete(stem) and sorted(state.table.lesions_of(path)) == sorted(self.lesion_names)
+            if done and not self.overwrite:
+                state.report.skipped += 1
+            else:
+                pending.append({self.image_key: path})
+        return pending
+
+    def _stream(self, pending: list[dict[str, str]], state: _RunState) -> None:
+        dataset = InferenceDataset(pending, self.preprocessing, self.image_key, keep_original="overlay" in self.formats)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=functools.partial(collate_inference, image_key=self.image_key),
+        )
+        batches = iter(loader)  # start the worker processes before any thread exists
+        network = self.network.to(self.device).eval()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.amp and self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        bar = tqdm(total=len(pending), desc="inference", unit="img", disable=not self.progress)
+        pool = ThreadPoolExecutor(self.num_writers, thread_name_prefix="inference-writer")
+        slots = threading.BoundedSemaphore(2 * self.num_writers)
+
+        def written(_future: Any) -> None:
+            slots.release()
+            bar.update(1)
+
+        try:
+            for batch in batches:
+                for path, reason in batch["errors"]:
+                    state.fail(path, reason)
+                    bar.update(1)
+                state.raise_if_fatal()
+                for group in batch["batches"]:
+                    images = group[self.image_key]
+                    with torch.no_grad(), autocast:
+                        pred = self.inferer(images.as_tensor().to(self.device), network)
+                    pred = self._check_prediction(pred, images)
+                    samples = decollate_batch({self.image_key: images})
+                    for sample, info, prob in zip(samples, group["info"], pred):
+                        slots.acquire()
+                        pool.submit(self._finish, state, sample[self.image_key], prob, info).add_done_callback(written)
+                state.raise_if_fatal()
+            pool.shutdown(wait=True)
+        finally:
+            # on an error or an interrupt, images not yet started are dropped: a re-run does them
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+
+    def _check_prediction(self, pred: Any, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(pred, torch.Tensor):
+            raise ValueError(
+                f"the network returned {type(pred).__name__}; in eval mode it must return a probability tensor"
+            )
+        expected = (images.shape[0], len(self.lesion_names), *images.shape[2:])
+        if tuple(pred.shape) != expected:
+            raise ValueError(
+                f"the network returned shape {tuple(pred.shape)}, expected {expected} "
+                f"(batch, one channel per lesion in {self.lesion_names}, input size)"
+            )
+        pred = pred.detach().float()
+        low, high = float(pred.min()), float(pred.max())
+        if low < -1e-3 or high > 1.0 + 1e-3:
+            raise ValueError(f"the network output spans [{low:.3g}, {high:.3g}]: it must return probabilities")
+        return pred
+
+    def _invert(self, prob: torch.Tensor, image: MetaTensor) -> torch.Tensor:
+        """Map one prediction (C, *spatial) back to the photograph's grid by inverting the preprocessing."""
+        pred = MetaTensor(
+            prob,
+            meta=copy.deepcopy(dict(image.meta)),
+            applied_operations=copy.deepcopy(image.applied_operations),
+        )
+        return torch.as_tensor(self.preprocessing.inverse({self.image_key: pred})[self.image_key])
+
+    def _finish(self, state: _RunState, image: MetaTensor, prob: torch.Tensor, info: Mapping[str, Any]) -> None:
+        """Writer thread: invert one prediction, write its files and its summary rows."""
+        path = str(info["path"])
+        stem = Path(path).stem
+        try:
+            with torch.no_grad():
+                prob = self._invert(prob, image)
+                levels = prob.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+                # MONAI's PIL reader orders space as (width, height): image files want rows first
+                levels = levels.transpose(1, 2).contiguous().cpu().numpy()
+            original = info.get("original")
+            size = tuple(original.shape[1:]) if original is not None else tuple(image.meta.get("spatial_shape", ()))
+            if size and tuple(levels.shape[:0:-1]) != tuple(int(s) for s in size):
+                raise ValueError(f"inverted prediction has size {levels.shape[:0:-1]} but the image has size {size}")
+            masks = levels > self._mask_above
+            level = self.png_compress_level
+            for c, lesion in enumerate(self.lesion_names):
+                if "prob" in self.formats:
+                    atomic_write_bytes(self.layout.prob(stem, lesion), encode_png(levels[c], level))
+                if "mask" in self.formats:
+                    mask_png = encode_png(masks[c].astype(np.uint8) * np.uint8(255), level)
+                    atomic_write_bytes(self.layout.mask(stem, lesion), mask_png)
+            if "overlay" in self.formats and original is not None:
+                photo = original.numpy().transpose(2, 1, 0)
+                overlay = paint_overlay(photo, masks, self.colours, self.overlay_alpha)
+                data = encode_png(overlay, level) if self.overlay_format == "png" else encode_jpeg(overlay)
+                atomic_write_bytes(self.layout.overlay(stem), data)
+            if self.nifti:
+                volume = prob.float().cpu().numpy().transpose(0, 2, 1)
+                atomic_write_bytes(self.layout.nifti_prob(stem), encode_nifti(volume, self.lesion_names))
+            state.table.update(path, summary_rows(path, masks, self.lesion_names, int(info["fov_pixels"])))
+            state.succeeded()
+        except Exception as err:  # one image's failure must not stop the others
+            state.fail(path, f"could not write outputs ({type(err).__name__}: {err})")

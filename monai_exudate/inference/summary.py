@@ -1,0 +1,72 @@
+"""The per-image lesion table of an inference run (summary.csv), kept on disk as images complete."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from monai_exudate.inference.quantify import SUMMARY_FIELDS
+from monai_exudate.inference.writers import read_csv, write_csv_atomic
+
+
+class SummaryTable:
+    """Rows of ``summary.csv`` by image, loaded from an earlier run and rewritten atomically as images complete.
+
+    Each ``update`` rewrites the file unless the last rewrite was recent compared with its own duration
+    (``cost_factor`` times it): small runs save after every image, runs of many thousand images spend at most
+    about ``1 / cost_factor`` of their time on the table. Safe to use from several threads.
+    """
+
+    def __init__(self, path: str | os.PathLike, cost_factor: float = 10.0) -> None:
+        self.path = Path(path)
+        self.cost_factor = cost_factor
+        self._rows: dict[str, list[dict[str, object]]] = {}
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._next_write = 0.0
+        if self.path.is_file():
+            for row in read_csv(self.path, SUMMARY_FIELDS):
+                self._rows.setdefault(row["image"], []).append(row)
+
+    def images(self) -> list[str]:
+        """Images with rows."""
+        with self._lock:
+            return list(self._rows)
+
+    def lesions_of(self, image: str) -> list[str]:
+        """Lesion names recorded for ``image`` (empty when it has no rows)."""
+        with self._lock:
+            return [str(r["lesion"]) for r in self._rows.get(image, [])]
+
+    def rows(self) -> list[dict[str, object]]:
+        """All rows, by image path then in recorded lesion order."""
+        with self._lock:
+            return [row for image in sorted(self._rows) for row in self._rows[image]]
+
+    def update(self, image: str, rows: Sequence[Mapping[str, object]]) -> None:
+        """Replace the rows of ``image`` and save the table unless a save happened very recently."""
+        with self._lock:
+            self._rows[image] = [dict(r) for r in rows]
+            self._dirty = True
+        self.flush(force=False)
+
+    def remove(self, image: str) -> None:
+        """Drop the rows of ``image`` (saved with the next flush)."""
+        with self._lock:
+            if self._rows.pop(image, None) is not None:
+                self._dirty = True
+
+    def flush(self, force: bool = True) -> None:
+        """Rewrite the CSV atomically if rows changed since the last save (``force=False`` honours the pacing)."""
+        with self._lock:
+            if not self._dirty or (not force and time.monotonic() < self._next_write):
+                return
+            start = time.monotonic()
+            rows = [row for image in sorted(self._rows) for row in self._rows[image]]
+            write_csv_atomic(self.path, SUMMARY_FIELDS, rows)
+            self._dirty = False
+            now = time.monotonic()
+            self._next_write = now + self.cost_factor * (now - start)

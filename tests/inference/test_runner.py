@@ -1,0 +1,360 @@
+"""FundusInferenceRunner end to end on tiny photographs: sizes, exact round trips, summary, failures, re-runs."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.inferers import SimpleInferer
+from monai.transforms import Compose, EnsureTyped, NormalizeIntensityd, Resized
+from PIL import Image
+from torch import nn
+
+from monai_exudate.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FieldOfViewCropd, LoadFundusd, PadToSquared
+from monai_exudate.inference import (
+    LESION_COLOURS,
+    FundusInferenceRunner,
+    list_inference_inputs,
+    load_network_weights,
+)
+from monai_exudate.networks import build_exudate_network
+
+REPO = Path(__file__).resolve().parents[2]
+FOUR_LESIONS = ("EX", "HE", "SE", "MA")
+
+
+class ChannelProbe(nn.Module):
+    """Probabilities = chosen input channels / 255 (for preprocessing without intensity normalisation)."""
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.channels] / 255.0
+
+
+class BrightChannels(nn.Module):
+    """Probability 1 where a chosen input channel exceeds 200, else 0."""
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, self.channels] > 200).float()
+
+
+def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Dark frame, bright field of view inset by 4 pixels with a random red channel."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[4:-4, 4:-4, 0] = rng.integers(0, 256, (height - 8, width - 8))
+    image[4:-4, 4:-4, 1] = 150
+    image[4:-4, 4:-4, 2] = 60
+    return image
+
+
+def _write(path: Path, height: int = 64, width: int = 96, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_photo(height, width, seed)).save(path)
+    return path
+
+
+def _identity_preprocessing() -> Compose:
+    """Field-of-view crop and square padding only: the network sees the photograph's own pixel values."""
+    return Compose(
+        [
+            LoadFundusd(lesions=[]),
+            FieldOfViewCropd(keys=["image"]),
+            PadToSquared(keys=["image"]),
+            EnsureTyped(keys="image", dtype=torch.float32),
+        ]
+    )
+
+
+def _bundle_preprocessing(size: tuple[int, int] = (64, 64)) -> Compose:
+    return Compose(
+        [
+            LoadFundusd(lesions=[]),
+            FieldOfViewCropd(keys=["image"]),
+            PadToSquared(keys=["image"]),
+            Resized(keys=["image"], spatial_size=size, mode="area"),
+            EnsureTyped(keys="image", dtype=torch.float32),
+            NormalizeIntensityd(keys="image", subtrahend=IMAGENET_MEAN, divisor=IMAGENET_STD, channel_wise=True),
+        ]
+    )
+
+
+def _runner(
+    output_dir: Path, network: nn.Module, preprocessing: Compose | None = None, **kwargs
+) -> FundusInferenceRunner:
+    kwargs.setdefault("lesion_names", ("EX",))
+    return FundusInferenceRunner(
+        network,
+        preprocessing or _identity_preprocessing(),
+        SimpleInferer(),
+        output_dir=output_dir,
+        progress=False,
+        num_writers=2,
+        **kwargs,
+    )
+
+
+def _read(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def _summary(output_dir: Path) -> list[dict[str, str]]:
+    with open(output_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_no_temporary_files(output_dir: Path) -> None:
+    assert not [p.name for p in output_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_tiny_network_writes_every_output_at_the_photo_size(tmp_path) -> None:
+    torch.manual_seed(0)
+    network = build_exudate_network("pspnet", dual=True, out_channels=4, width=8, layers=(1, 1, 1, 1)).eval()
+    inputs = [
+        _write(tmp_path / "in" / "a.jpg", 64, 96),
+        _write(tmp_path / "in" / "b.png", 120, 80, seed=1),
+        _write(tmp_path / "in" / "c.png", 70, 70, seed=2),
+    ]
+    out = tmp_path / "out"
+    runner = _runner(
+        out, network, _bundle_preprocessing(), lesion_names=FOUR_LESIONS, batch_size=2, num_workers=1, nifti=True
+    )
+    report = runner.run(list_inference_inputs(tmp_path / "in"))
+    assert (report.processed, report.skipped, report.failed) == (3, 0, [])
+    for path in inputs:
+        width, height = Image.open(path).size
+        for lesion in FOUR_LESIONS:
+            assert _read(out / f"{path.stem}_{lesion}_prob.png").shape == (height, width)
+            mask = _read(out / f"{path.stem}_{lesion}_mask.png")
+            assert mask.shape == (height, width) and set(np.unique(mask)) <= {0, 255}
+        assert _read(out / f"{path.stem}_overlay.png").shape == (height, width, 3)
+        volume = nib.Nifti1Image.from_bytes(gzip.decompress((out / f"{path.stem}_prob.nii.gz").read_bytes()))
+        assert volume.shape == (width, height, 4)
+    rows = _summary(out)
+    assert [(r["image"], r["lesion"]) for r in rows] == [(str(p), les) for p in inputs for les in FOUR_LESIONS]
+    assert (out / "failures.csv").read_text() == "image,reason\n"
+    _assert_no_temporary_files(out)
+
+
+def test_probabilities_round_trip_to_the_original_grid(tmp_path) -> None:
+    path = _write(tmp_path / "wide.png", 64, 96)
+    red = _photo(64, 96)[..., 0]
+    out = tmp_path / "out"
+    report = _runner(out, ChannelProbe([0, 0]), lesion_names=("EX", "HE"), threshold=0.3).run([str(path)])
+    assert report.processed == 1
+    # the field of view is the inset rectangle: inside it p = red / 255 exactly, outside the crop it is 0
+    np.testing.assert_array_equal(_read(out / "wide_EX_prob.png"), red)
+    np.testing.assert_array_equal(_read(out / "wide_HE_prob.png"), red)
+    np.testing.assert_array_equal(_read(out / "wide_EX_mask.png"), np.where(red / 255.0 > 0.3, 255, 0))
+
+
+def _lesion_photo() -> np.ndarray:
+    """64 x 96 field of view (rows 8..55, columns 10..89) with EX pixels (green 255) and HE pixels (blue 255)."""
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[8:56, 10:90] = (150, 100, 50)
+    for r, c in [(r, c) for r in range(20, 23) for c in range(30, 33)] + [(40, 50), (41, 51), (30, 70)]:
+        image[r, c, 1] = 255
+    image[45:47, 20:25, 2] = 255
+    return image
+
+
+def test_summary_and_overlay_of_a_hand_built_case(tmp_path) -> None:
+    photo = _lesion_photo()
+    Image.fromarray(photo).save(tmp_path / "case.png")
+    out = tmp_path / "out"
+    _runner(out, BrightChannels([1, 2]), lesion_names=("EX", "HE")).run([{"image": str(tmp_path / "case.png")}])
+    rows = {r["lesion"]: r for r in _summary(out)}
+    fov = 48 * 80
+    assert rows["EX"] == {
+        "image": str(tmp_path / "case.png"),
+        "lesion": "EX",
+        "area_px": "12",
+        "area_pct_fov": str(round(100 * 12 / fov, 6)),
+        "num_lesions": "3",
+        "largest_lesion_px": "9",
+    }
+    assert (rows["HE"]["area_px"], rows["HE"]["num_lesions"], rows["HE"]["largest_lesion_px"]) == ("10", "1", "10")
+    assert float(rows["HE"]["area_pct_fov"]) == pytest.approx(100 * 10 / fov, abs=1e-6)
+    overlay = _read(out / "case_overlay.png")
+    ex = photo[..., 1] == 255
+    he = photo[..., 2] == 255
+    np.testing.assert_array_equal(overlay[~(ex | he)], photo[~(ex | he)])
+    yellow = np.rint(0.5 * photo[20, 30] + 0.5 * np.asarray(LESION_COLOURS["EX"], float))
+    np.testing.assert_array_equal(overlay[20, 30], yellow)
+    red = np.rint(0.5 * photo[45, 20] + 0.5 * np.asarray(LESION_COLOURS["HE"], float))
+    np.testing.assert_array_equal(overlay[45, 20], red)
+
+
+def _bad_inputs(folder: Path) -> list[Path]:
+    source = _write(folder / "source.jpg", 96, 128)
+    data = source.read_bytes()
+    source.unlink()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) * 2 // 3])
+    (folder / "text.jpg").write_text("not a photograph")
+    _write(folder / "tiny.png", 10, 10)
+    Image.fromarray(_photo(64, 96)).save(folder / "anim.gif")
+    (folder / "notes.txt").write_text("hello")
+    return [folder / n for n in ("truncated.jpg", "text.jpg", "tiny.png", "anim.gif", "notes.txt")]
+
+
+def test_bad_inputs_are_reported_and_skipped(tmp_path) -> None:
+    bad = _bad_inputs(tmp_path / "in")
+    good = [_write(tmp_path / "in" / "good1.png"), _write(tmp_path / "in" / "good2.jpg", 80, 64)]
+    items = [str(good[0]), *map(str, bad), str(good[1])]
+    out = tmp_path / "out"
+    report = _runner(out, ChannelProbe([0])).run(items)
+    assert report.processed == 2 and [p for p, _ in report.failed] == [str(p) for p in bad]
+    assert all(reason for _, reason in report.failed)
+    with open(out / "failures.csv", newline="") as f:
+        assert [(r["image"], r["reason"]) for r in csv.DictReader(f)] == report.failed
+    assert all((out / f"{p.stem}_EX_prob.png").is_file() for p in good)
+    assert not [p for p in out.iterdir() if p.name.startswith(tuple(b.stem for b in bad))]
+    assert {r["image"] for r in _summary(out)} == {str(p) for p in good}
+    assert "truncated.jpg" in str(report) and "2 processed" in str(report)
+    _assert_no_temporary_files(out)
+
+    with pytest.raises(ValueError, match="truncated.jpg"):
+        _runner(tmp_path / "strict", ChannelProbe([0]), strict=True).run(items)
+    _assert_no_temporary_files(tmp_path / "strict")
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.suffix == ".png"}
+
+
+def test_rerun_skips_done_images_and_overwrite_rewrites(tmp_path) -> None:
+    items = [str(_write(tmp_path / "a.png")), str(_write(tmp_path / "b.png", 70, 90, seed=3))]
+    out = tmp_path / "out"
+    assert _runner(out, ChannelProbe([0])).run(items).processed == 2
+    rows = _summary(out)
+    past = (out / "a_EX_prob.png").stat().st_mtime - 1000
+    for p in out.iterdir():
+        os.utime(p, (past, past))
+    before = _mtimes(out)
+
+    report = _runner(out, ChannelProbe([0])).run(items)
+    assert (report.processed, report.skipped) == (0, 2)
+    assert _mtimes(out) == before and _summary(out) == rows
+
+    # a crash can leave an image's files without its rows, or rows without all files: both are redone
+    (out / "b_overlay.png").unlink()
+    report = _runner(out, ChannelProbe([0])).run(items)
+    assert (report.processed, report.skipped) == (1, 1) and _summary(out) == rows
+    assert _mtimes(out)["a_EX_prob.png"] == before["a_EX_prob.png"]
+
+    report = _runner(out, ChannelProbe([0]), overwrite=True).run(items)
+    assert (report.processed, report.skipped) == (2, 0)
+    after = _mtimes(out)
+    assert all(after[name] > before[name] for name in before)
+    assert _summary(out) == rows
+    _assert_no_temporary_files(out)
+
+
+def test_datalist_and_single_file_inputs_and_stem_clashes(tmp_path) -> None:
+    _write(tmp_path / "data" / "x.png")
+    _write(tmp_path / "data" / "sub" / "x.jpg", 80, 64)
+    (tmp_path / "data" / "list.json").write_text(json.dumps({"testing": [{"image": "x.png"}]}))
+    out = tmp_path / "out"
+    runner = _runner(out, ChannelProbe([0]))
+    assert runner.run(list_inference_inputs(tmp_path / "data" / "list.json")).processed == 1
+    assert runner.run(list_inference_inputs(tmp_path / "data" / "x.png")).skipped == 1
+    report = runner.run(list_inference_inputs(tmp_path / "data"))
+    assert report.skipped == 1 and len(report.failed) == 1
+    assert report.failed[0][0].endswith("x.jpg") and "already used" in report.failed[0][1]
+    report = _runner(out, ChannelProbe([0]), overwrite=True).run([str(tmp_path / "data" / "sub" / "x.jpg")])
+    assert report.processed == 1 and [r["image"] for r in _summary(out)] == [str(tmp_path / "data" / "sub" / "x.jpg")]
+    assert _read(out / "x_EX_prob.png").shape == (80, 64)
+
+
+def test_selected_formats_only(tmp_path) -> None:
+    path = str(_write(tmp_path / "a.png"))
+    out = tmp_path / "out"
+    report = _runner(out, ChannelProbe([0]), formats=("mask",)).run([path, path])
+    assert report.processed == 1 and report.failed == [(path, "listed twice")]
+    assert sorted(p.name for p in out.iterdir()) == ["a_EX_mask.png", "failures.csv", "summary.csv"]
+    report = _runner(out, ChannelProbe([0]), formats=("overlay",), overlay_format="jpeg").run([path])
+    assert report.processed == 1 and Image.open(out / "a_overlay.jpg").size == (96, 64)
+
+
+def test_batches_of_different_image_sizes_without_resizing(tmp_path) -> None:
+    sizes = [(64, 96), (90, 70), (64, 96)]
+    items = [str(_write(tmp_path / f"{i}.png", h, w, seed=i)) for i, (h, w) in enumerate(sizes)]
+    out = tmp_path / "out"
+    report = _runner(out, ChannelProbe([0]), batch_size=2).run(items)
+    assert report.processed == 3
+    for i, path in enumerate(items):
+        np.testing.assert_array_equal(_read(out / f"{i}_EX_prob.png"), _read(Path(path))[..., 0])
+
+
+def test_network_and_argument_errors(tmp_path) -> None:
+    item = [str(_write(tmp_path / "a.png"))]
+    with pytest.raises(ValueError, match="expected"):
+        _runner(tmp_path / "o1", ChannelProbe([0, 1])).run(item)
+    with pytest.raises(ValueError, match="probabilities"):
+        _runner(tmp_path / "o2", nn.Identity(), lesion_names=("A", "B", "C")).run(item)
+    with pytest.raises(ValueError, match="unique"):
+        _runner(tmp_path, ChannelProbe([0]), lesion_names=("EX", "EX"))
+    with pytest.raises(ValueError, match="file names"):
+        _runner(tmp_path, ChannelProbe([0]), lesion_names=("E/X",))
+    with pytest.raises(ValueError, match="threshold"):
+        _runner(tmp_path, ChannelProbe([0]), threshold=2.0)
+    with pytest.raises(ValueError, match="formats"):
+        _runner(tmp_path, ChannelProbe([0]), formats=("prob", "tiff"))
+    with pytest.raises(ValueError, match="Compose"):
+        FundusInferenceRunner(ChannelProbe([0]), LoadFundusd(lesions=[]))
+
+
+def test_load_network_weights(tmp_path) -> None:
+    source = nn.Conv2d(3, 2, 1)
+    torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ddp.pt")
+    target = load_network_weights(nn.Conv2d(3, 2, 1), tmp_path / "ddp.pt")
+    assert torch.equal(target.weight, source.weight)
+    torch.save(source.state_dict(), tmp_path / "plain.pt")
+    assert torch.equal(load_network_weights(nn.Conv2d(3, 2, 1), tmp_path / "plain.pt").bias, source.bias)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_network_weights(source, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="plain.pt"):
+        load_network_weights(nn.Conv2d(3, 4, 1), tmp_path / "plain.pt")
+
+
+@pytest.mark.slow
+def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
+    network = build_exudate_network("pspnet", dual=True, out_channels=1, width=8, layers=(1, 1, 1, 1))
+    (tmp_path / "models").mkdir()
+    torch.save({"model": network.state_dict()}, tmp_path / "models" / "model.pt")
+    inputs = [_write(tmp_path / "data" / "p.jpg", 64, 96), _write(tmp_path / "data" / "q.png", 100, 72, seed=5)]
+    (tmp_path / "data" / "broken.jpg").write_text("x")
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "monai.bundle", "run",
+        "--config_file", str(REPO / "bundles" / "exudate_dsm" / "configs" / "inference.json"),
+        "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(out), "--ckpt_dir", str(tmp_path / "models"),
+        "--net_width", "8", "--spatial_size", "[64,64]", "--batch_size", "2",
+        "--device", "cpu", "--amp", "False", "--progress", "False",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processed, 0 skipped (already done), 1 failed" in result.stdout + result.stderr
+    for path in inputs:
+        width, height = Image.open(path).size
+        assert _read(out / f"{path.stem}_EX_mask.png").shape == (height, width)
+        assert _read(out / f"{path.stem}_overlay.png").shape == (height, width, 3)
+    assert [(r["image"], r["lesion"]) for r in _summary(out)] == [(str(p), "EX") for p in inputs]
+    assert "broken.jpg" in (out / "failures.csv").read_text()
