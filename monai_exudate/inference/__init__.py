@@ -8,6 +8,7 @@ from monai_exudate.inference.dataset import (
     check_image_file,
     collate_inference,
 )
+from monai_exudate.inference.exported import OnnxRuntimeNetwork, load_exported_network
 from monai_exudate.inference.inputs import list_inference_inputs
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
 from monai_exudate.inference.runner import FundusInferenceRunner, InferenceReport
@@ -22,6 +23,7 @@ __all__ = [
     "FundusInferenceRunner",
     "InferenceDataset",
     "InferenceReport",
+    "OnnxRuntimeNetwork",
     "OutputLayout",
     "SummaryTable",
     "check_image_file",
@@ -30,6 +32,7 @@ __all__ = [
     "lesion_colours",
     "lesion_statistics",
     "list_inference_inputs",
+    "load_exported_network",
     "load_network_weights",
     "paint_overlay",
     "summary_rows",
