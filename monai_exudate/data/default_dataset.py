@@ -5,10 +5,25 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from monai_exudate.data.synthetic import write_synthetic_dataset
 
-_MARKER = "synthetic_dataset.json"
+MARKER = "synthetic_dataset.json"
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_bool(value: Any, name: str = "value") -> bool:
+    """Read a yes/no setting that may arrive as a bool, a number or a string (``--synthetic false`` on the CLI)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"setting {name!r} must be true or false, got {value!r}")
 
 
 def ensure_synthetic_dataset(
@@ -21,19 +36,42 @@ def ensure_synthetic_dataset(
     """Generate the synthetic dataset into ``dataset_dir`` unless an identical one is already there; return the path.
 
     A marker file records the generation settings and is written last, so an interrupted generation is redone and a
-    change of settings regenerates the set.
+    change of settings regenerates the set. A folder that holds other files and no marker (a real dataset, say) is
+    never written into: that raises ``FileExistsError``.
     """
     root = Path(dataset_dir)
     settings = {"layout": layout, "num": int(num), "size": [int(s) for s in size], "seed": int(seed)}
-    marker = root / _MARKER
+    marker = root / MARKER
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == settings:
                 return str(root)
         except json.JSONDecodeError:
             pass
+    elif root.is_dir() and any(root.iterdir()):
+        raise FileExistsError(
+            f"{root} is not empty and holds no synthetic dataset made here ({MARKER} missing); refusing to generate "
+            "the synthetic set into it. To train on the data in it, set synthetic to false; otherwise choose an "
+            "empty or new dataset_dir."
+        )
     write_synthetic_dataset(root, layout=layout, num=int(num), size=(int(size[0]), int(size[1])), seed=int(seed))
     tmp = marker.with_name(f".{marker.name}.tmp")
     tmp.write_text(json.dumps(settings))
     os.replace(tmp, marker)
     return str(root)
+
+
+def resolve_dataset_root(
+    dataset_dir: str | os.PathLike,
+    synthetic: Any,
+    layout: str = "idrid",
+    num: int = 24,
+    size: tuple[int, int] = (512, 340),
+    seed: int = 0,
+) -> str:
+    """The folder a bundle trains on: the generated synthetic set when ``synthetic`` is true, else ``dataset_dir``."""
+    if parse_bool(synthetic, "synthetic"):
+        return ensure_synthetic_dataset(dataset_dir, layout, num, size, seed)
+    if not Path(dataset_dir).is_dir():
+        raise FileNotFoundError(f"dataset_dir not found: {dataset_dir}")
+    return str(dataset_dir)

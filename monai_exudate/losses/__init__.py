@@ -8,6 +8,7 @@ from monai_exudate.losses.deep_supervision import DualBranchLoss, SingleBranchLo
 from monai_exudate.losses.dice import SampledDiceLoss, build_sampler, weighted_dice, weighted_dice_loss
 from monai_exudate.losses.dsm import DSMLoss
 from monai_exudate.losses.factory import LOSS_NAMES, build_exudate_loss
+from monai_exudate.losses.hrdecoder_loss import HRDecoderLoss, crop_hr_targets
 from monai_exudate.losses.samplers import INVERSE_FREQUENCY, RebalancedPixelSampler, UniformPixelSampler
 from monai_exudate.losses.schedules import ConstantAlpha, CosineDecay, LinearDecay, ParabolicDecay
 
@@ -19,6 +20,7 @@ __all__ = [
     "CosineDecay",
     "DSMLoss",
     "DualBranchLoss",
+    "HRDecoderLoss",
     "LinearDecay",
     "ParabolicDecay",
     "RebalancedPixelSampler",
@@ -28,6 +30,7 @@ __all__ = [
     "build_exudate_loss",
     "build_sampler",
     "class_balance_weights",
+    "crop_hr_targets",
     "split_outputs",
     "weighted_dice",
     "weighted_dice_loss",

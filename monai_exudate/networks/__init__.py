@@ -3,6 +3,8 @@
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.dual_branch import ARCHITECTURES, DualBranchNet, build_exudate_network
 from monai_exudate.networks.hed import HED, HEDHead
+from monai_exudate.networks.hrdecoder import FCNHead, HRDecoder, build_hrdecoder, window_boxes
+from monai_exudate.networks.hrnet import HRNetV2, load_hrnet_checkpoint
 from monai_exudate.networks.pretrained import init_head_weights, load_pretrained_backbone
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import Bottleneck, DilatedResNet
@@ -16,12 +18,18 @@ __all__ = [
     "DeepLabV3",
     "DilatedResNet",
     "DualBranchNet",
+    "FCNHead",
     "HED",
     "HEDHead",
+    "HRDecoder",
+    "HRNetV2",
     "PSPHead",
     "PSPNet",
     "VGG16Backbone",
     "build_exudate_network",
+    "build_hrdecoder",
     "init_head_weights",
+    "load_hrnet_checkpoint",
     "load_pretrained_backbone",
+    "window_boxes",
 ]

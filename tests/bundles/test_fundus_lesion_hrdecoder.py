@@ -1,0 +1,257 @@
+"""End-to-end runs of the fundus_lesion_hrdecoder bundle on a tiny synthetic set: train, evaluate, infer, export."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ckpt_export, run, verify_metadata, verify_net_in_out
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "fundus_lesion_hrdecoder"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = REPO.parent / "shared" / "schema" / "meta_schema_20240725.json"
+LESIONS = ("EX", "HE", "SE", "MA")
+
+# A tiny HRNet and tiny images; the geometry keeps every size a multiple of 4 * downscale = 8.
+NET = {
+    "net_width": 4,
+    "stage1_channels": 8,
+    "stem_channels": 8,
+    "head_channels": 8,
+    "hr_scale": 32,
+    "resize_size": [96, 64],
+    "crop_size": [64, 64],
+}
+TINY = {
+    **NET,
+    "synthetic_num": 8,
+    "synthetic_size": [160, 112],
+    "max_epochs": 2,
+    "val_interval": 1,
+    "warmup_iters": 2,
+    "learning_rate": 0.01,
+    "num_threads": 1,
+}
+
+
+def _dirs(trained: dict) -> dict:
+    return {k: trained[k] for k in ("dataset_dir", "output_dir", "ckpt_dir")}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """Train the tiny configuration once for the module; return its folders."""
+    root = tmp_path_factory.mktemp("hrd")
+    dirs = {"dataset_dir": str(root / "data"), "output_dir": str(root / "out"), "ckpt_dir": str(root / "models")}
+    run("training", config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"), **TINY, **dirs)
+    return {**dirs, "root": root}
+
+
+def test_training_writes_checkpoints_and_mlflow_run(trained):
+    models = Path(trained["ckpt_dir"])
+    assert (models / "model.pt").is_file()
+    state = torch.load(models / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(state)
+    assert state["trainer"]["iteration"] // state["trainer"]["epoch_length"] == 2
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
+    experiment = client.get_experiment_by_name("fundus_lesion_hrdecoder")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    data = runs[0].data
+    assert data.params["num_crops"] == "2" and data.params["hr_scale"] == "32"
+    assert {"train_loss", "val_maupr", "mIoU", "mAUPR"} <= set(data.metrics)
+    for lesion in LESIONS:
+        assert {f"{lesion}_iou", f"{lesion}_aupr", f"{lesion}_f_sigma0.5"} <= set(data.metrics)
+    # 6 training images at batch 2: 6 iterations, 2 of them warm-up; the lr is logged after each step
+    lr = [m.value for m in client.get_metric_history(runs[0].info.run_id, "lr_group_0")]
+    warm = 1 - 0.5 * (1 - 1e-6)
+    assert lr == pytest.approx([0.01 * (1 - i / 6) * (warm if i < 2 else 1.0) for i in range(1, 7)])
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert "model.pt" in artifacts
+    for lesion in LESIONS:
+        assert f"pr_{lesion}.png" in artifacts
+        assert any(a.endswith(f"_{lesion}.png") and not a.startswith("pr_") for a in artifacts)  # overlays
+
+
+@pytest.mark.parametrize("synthetic", ["false", "0", False])
+def test_synthetic_off_from_the_command_line_never_generates(tmp_path, synthetic):
+    (tmp_path / "real").mkdir()
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"synthetic": synthetic, "dataset_dir": str(tmp_path / "real")})
+    assert parser.get_parsed_content("dataset_root") == str(tmp_path / "real")
+    assert not list((tmp_path / "real").iterdir())
+
+
+def test_synthetic_generation_never_overwrites_another_dataset(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "IDRiD_01.jpg").write_bytes(b"not synthetic")
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"synthetic": "true", "dataset_dir": str(real)})
+    with pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("dataset_root")
+    assert isinstance(info.value.__cause__, FileExistsError) and "refusing" in str(info.value.__cause__)
+    assert [p.name for p in real.iterdir()] == ["IDRiD_01.jpg"]
+    assert (real / "IDRiD_01.jpg").read_bytes() == b"not synthetic"
+
+
+def test_lr_schedule_is_linear_warmup_then_poly():
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"train#total_iters": 100, "warmup_iters": 10, "learning_rate": 0.01})
+    factor = parser.get_parsed_content("train#lr_scheduler#lr_lambda")
+    assert factor(0) == pytest.approx(1e-6)
+    assert factor(5) == pytest.approx(0.95 * (1 - 0.5 * (1 - 1e-6)))
+    assert factor(10) == pytest.approx(0.9)
+    assert factor(55) == pytest.approx(0.45)
+    assert factor(100) == 0.0
+
+
+def test_rerun_resumes_and_ends_with_same_epochs(trained):
+    path = Path(trained["ckpt_dir"]) / "checkpoint_epoch=2.pt"
+    before = torch.load(path, map_location="cpu", weights_only=False)
+    run("training", config_file=str(CONFIGS / "train.json"), **TINY, **_dirs(trained))
+    after = torch.load(path, map_location="cpu", weights_only=False)
+    assert after["trainer"]["iteration"] == before["trainer"]["iteration"]
+    for key, value in before["model"].items():
+        torch.testing.assert_close(after["model"][key], value)
+
+
+def test_evaluate_reports_every_metric_at_original_size(trained):
+    from PIL import Image
+
+    run(
+        "evaluating",
+        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+        **TINY,
+        **_dirs(trained),
+    )
+    eval_dir = Path(trained["output_dir"]) / "eval"
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    for lesion in LESIONS:
+        for key in ("iou", "sn", "ppv", "f", "aupr", "mae"):
+            assert 0.0 <= metrics[f"{lesion}_{key}"] <= 1.0
+        assert {f"{lesion}_f_sigma{s}" for s in (0.2, 0.35, 0.5, 0.65, 0.8)} <= set(metrics)
+    for key in ("mIoU", "mAUPR", "mF", "mMAE", "val_maupr"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["val_maupr"] == pytest.approx(metrics["mAUPR"])
+    assert any(k.endswith("_recall_size0-25") for k in metrics)
+    assert {p.name for p in (eval_dir / "pr_curves").rglob("pr_*.png")} == {f"pr_{x}.png" for x in LESIONS}
+    # overlays are drawn on the inverted prediction: the photograph's own size
+    photo = Path(trained["dataset_dir"]) / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg"
+    overlays = sorted((eval_dir / "overlays").rglob("IDRiD_55_*.png"))
+    assert len(overlays) == len(LESIONS)
+    assert all(Image.open(p).size == Image.open(photo).size for p in overlays)
+
+
+def test_missing_mask_rule_changes_soft_exudate_counts(trained):
+    from monai_exudate.data.indexers import build_datalist
+
+    testing = build_datalist("idrid", trained["dataset_dir"])["testing"]
+    present = [item["SE"] is not None for item in testing]
+    assert any(present) and not all(present), "the tiny test split must hold images with and without an SE mask"
+    results = {}
+    for rule in ("negative", "ignore"):
+        out = Path(trained["root"]) / f"eval_{rule}"
+        run(
+            "evaluating",
+            config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+            **TINY,
+            **_dirs(trained),
+            eval_dir=str(out),
+            missing_masks=rule,
+            run_name=f"rule_{rule}",
+        )
+        results[rule] = json.loads((out / "metrics.json").read_text())
+    # images without an SE file count as SE-free under "negative" and leave SE's counts under "ignore"
+    assert results["negative"]["SE_mae"] != pytest.approx(results["ignore"]["SE_mae"])
+    for lesion in ("EX", "HE", "MA"):
+        assert results["negative"][f"{lesion}_mae"] == pytest.approx(results["ignore"][f"{lesion}_mae"])
+
+
+def test_inference_writes_maps_at_original_size(trained):
+    from PIL import Image
+
+    photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
+    out = Path(trained["root"]) / "infer"
+    run(
+        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        dataset_dir=str(photos[0].parent),
+        ckpt_dir=trained["ckpt_dir"],
+        output_dir=str(out),
+        progress=False,
+        num_threads=1,
+        **NET,
+    )
+    for photo in photos:
+        size = Image.open(photo).size
+        for lesion in LESIONS:
+            for kind in ("prob", "mask"):
+                written = out / f"{photo.stem}_{lesion}_{kind}.png"
+                assert written.is_file(), f"missing {written.name}"
+                assert Image.open(written).size == size
+        assert Image.open(out / f"{photo.stem}_overlay.png").size == size
+
+
+@pytest.mark.parametrize(("overlay", "num_train", "iterations"), [("idrid", 54, 20000), ("ddr", 383, 40000)])
+def test_dataset_overlays_follow_the_published_schedule(overlay, num_train, iterations):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / f"{overlay}.json")])
+    epoch_length = math.ceil(num_train / parser["batch_size"])
+    total = parser["max_epochs"] * epoch_length
+    assert iterations <= total < 1.01 * iterations
+    assert parser["max_epochs"] % parser["val_interval"] == 0  # the last epoch is validated
+    assert parser["warmup_iters"] == 1500 and parser["learning_rate"] == 0.01
+    # the published geometry builds (with a narrow backbone, to keep the test light)
+    parser.update({"net_width": 4, "net_blocks": 1, "net_modules": 1, "stage1_channels": 8, "stem_channels": 8})
+    net = parser.get_parsed_content("network_def")
+    assert (net.hr_scale, net.num_crops) == ((960, 2) if overlay == "idrid" else (1024, 4))
+    crop = parser["crop_size"]
+    assert all(side % net.stride == 0 for side in crop) and net.hr_scale * 2 == crop[0]
+
+
+def test_verify_metadata_and_network_shapes():
+    if not SCHEMA.is_file():
+        pytest.skip(f"bundle schema not found at {SCHEMA}")
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        n=8,
+        **NET,
+    )
+
+
+def test_ckpt_export_matches_eager(trained, tmp_path):
+    ts_path = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(Path(trained["ckpt_dir"]) / "model.pt"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        use_trace=True,
+        input_shape=[1, 3, 64, 64],
+        **NET,
+    )
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.update(NET)
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=False))
+    net.eval()
+    x = torch.randn(1, 3, 64, 64)
+    exported = torch.jit.load(str(ts_path))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), net(x), atol=1e-5, rtol=1e-4)
