@@ -12,8 +12,8 @@ IDRID_SAMPLE = Path(
     os.environ.get("IDRID_SAMPLE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_sample")
 )
 
-# Tests are CPU-sized; one thread per process keeps parallel CI runs from oversubscribing cores.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests are CPU-sized; one thread avoids oversubscribing small CI machines, where two threads ran tiny steps slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
