@@ -1,4 +1,4 @@
-"""Export of the exudate_dsm network: TorchScript and ONNX equal the eager model; inference runs from both."""
+"""Export of both bundles' networks: TorchScript and ONNX equal the eager model; inference runs from both files."""
 
 from __future__ import annotations
 
@@ -13,65 +13,69 @@ from PIL import Image
 from monai_exudate.inference import load_exported_network
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
-OVERRIDES = {"net_width": 8, "spatial_size": [96, 64]}
+BUNDLES = {
+    # bundle: (tiny overrides, traced input shape)
+    "exudate_dsm": ({"net_width": 8, "spatial_size": [96, 64]}, [1, 3, 96, 64]),
+    "fundus_lesion_hrdecoder": (
+        {
+            "net_width": 4, "stage1_channels": 8, "stem_channels": 8, "head_channels": 8, "hr_scale": 32,
+            "resize_size": [64, 64], "crop_size": [64, 64],
+        },
+        [1, 3, 64, 64],
+    ),
+}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
-    """A checkpoint of the inference config's network with random weights, in the best-model format."""
+def _network(bundle: str) -> torch.nn.Module:
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "inference.json"))
-    parser.update(OVERRIDES)
-    net = parser.get_parsed_content("network_def").eval()
-    path = tmp_path_factory.mktemp("export") / "model.pt"
-    torch.save(net.state_dict(), path)  # a one-item save_dict is saved bare, as CheckpointSaver does
-    return path, net
+    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+    parser.update(BUNDLES[bundle][0])
+    return parser.get_parsed_content("network_def").eval()
 
 
-def _export(kind: str, ckpt: Path, out: Path) -> None:
-    exporter = {"ts": ckpt_export, "onnx": onnx_export}[kind]
-    kwargs = {"use_trace": True} if kind == "ts" else {}
-    exporter(
-        net_id="network_def",
-        filepath=str(out),
-        ckpt_file=str(ckpt),
-        meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
-        input_shape=[1, 3, 96, 64],
-        **OVERRIDES,
-        **kwargs,
-    )
-
-
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
 @pytest.mark.parametrize("kind", ["ts", "onnx"])
-def test_exported_equals_eager_and_runs_inference(kind, checkpoint, tmp_path):
+def test_exported_equals_eager_and_runs_inference(bundle, kind, tmp_path):
     if kind == "onnx":
         pytest.importorskip("onnxruntime")
         pytest.importorskip("onnxscript")
-    ckpt, net = checkpoint
+    configs = REPO / "bundles" / bundle / "configs"
+    overrides, shape = BUNDLES[bundle]
+    net = _network(bundle)
+    ckpt = tmp_path / "model.pt"
+    torch.save(net.state_dict(), ckpt)  # a one-item save_dict is saved bare, as CheckpointSaver does
     exported_path = tmp_path / f"model.{kind}"
-    _export(kind, ckpt, exported_path)
+    exporter = {"ts": ckpt_export, "onnx": onnx_export}[kind]
+    exporter(
+        net_id="network_def",
+        filepath=str(exported_path),
+        ckpt_file=str(ckpt),
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        input_shape=shape,
+        **({"use_trace": True} if kind == "ts" else {}),
+        **overrides,
+    )
     exported = load_exported_network(exported_path)
-    x = torch.randn(1, 3, 96, 64)
+    x = torch.randn(*shape)
     with torch.no_grad():
         torch.testing.assert_close(exported(x), net(x), atol=1e-4, rtol=1e-3)
 
     photo = tmp_path / "photo.png"
     yy, xx = np.mgrid[:90, :130]
     img = np.zeros((90, 130, 3), dtype=np.uint8)
-    img[(xx - 65) ** 2 + (yy - 45) ** 2 < 40**2] = (170, 90, 40)
+    img[(xx - 65) ** 2 + (yy - 45) ** 2 < 44**2] = (170, 90, 40)
     Image.fromarray(img).save(photo)
     out = tmp_path / "out"
     run(
-        config_file=str(CONFIGS / "inference.json"),
-        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        meta_file=str(configs / "metadata.json"),
         dataset_dir=str(photo),
         output_dir=str(out),
         exported_model=str(exported_path),
         num_workers=0,
         progress=False,
-        **OVERRIDES,
+        **overrides,
     )
     prob = out / "photo_EX_prob.png"
     assert prob.is_file() and Image.open(prob).size == (130, 90)
