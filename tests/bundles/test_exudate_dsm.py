@@ -143,3 +143,22 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
     exported = torch.jit.load(str(ts_path))
     with torch.no_grad():
         torch.testing.assert_close(exported(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("config", ["train.json", "inference.json"])
+def test_idrid_overlay_resizes_without_fov_crop(config):
+    """IDRiD is resized whole (the paper's preprocessing); the FOV crop stays for the default and DDR."""
+    from monai.bundle import ConfigParser
+
+    from monai_exudate.data.transforms import FieldOfViewCropd
+
+    key = "train#preprocessing" if config == "train.json" else "preprocessing"
+    found = {}
+    for overlay in (None, "idrid.json", "ddr.json"):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / config))
+        if overlay:  # inference takes the overlay's preprocessing settings by override
+            settings = json.loads((CONFIGS / overlay).read_text())
+            parser.update({"fov_crop": settings.get("fov_crop", True)})
+        found[overlay] = any(isinstance(t, FieldOfViewCropd) for t in parser.get_parsed_content(key).transforms)
+    assert found == {None: True, "idrid.json": False, "ddr.json": True}
