@@ -2,6 +2,7 @@
 
 from monai_exudate.engines import utils
 from monai_exudate.engines.alpha_schedule import AlphaScheduleHandler
+from monai_exudate.engines.checkpoint import AtomicCheckpointSaver
 from monai_exudate.engines.dual_branch_trainer import DualBranchPrepareBatch, DualBranchTrainer
 from monai_exudate.engines.metrics_report import MetricsReportWriter
 from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
@@ -11,6 +12,7 @@ from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
 
 __all__ = [
     "AlphaScheduleHandler",
+    "AtomicCheckpointSaver",
     "DualBranchPrepareBatch",
     "DualBranchTrainer",
     "MetricsReportWriter",

@@ -1,0 +1,42 @@
+"""Atomic checkpoint saving: a save that breaks half-way leaves the previous checkpoint intact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+from monai_exudate.engines import AtomicCheckpointSaver
+
+
+def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    net = torch.nn.Linear(2, 2)
+    engine = Engine(lambda e, b: None)
+    # n_saved=2, as in the bundles: the previous checkpoint stays until the next one is complete
+    AtomicCheckpointSaver(save_dir=str(tmp_path), save_dict={"model": net}, save_interval=1, n_saved=2).attach(engine)
+    real_save = torch.save
+
+    def broken_save(obj, f, **kwargs):  # writes part of the file, then the process "dies"
+        real_save(obj, f, **kwargs)
+        f.truncate(10)
+        raise KeyboardInterrupt("killed while saving")
+
+    def break_saving_after_epoch_1(engine: Engine) -> None:
+        if engine.state.epoch == 2:
+            monkeypatch.setattr(torch, "save", broken_save)
+
+    engine.add_event_handler(Events.EPOCH_STARTED, break_saving_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run([0], max_epochs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_epoch=1.pt"]  # no partial or temporary file
+    state = torch.load(tmp_path / "model_epoch=1.pt", weights_only=True)
+    torch.testing.assert_close(state["weight"], net.weight.detach())
+
+
+def test_saved_file_is_group_readable(tmp_path):
+    engine = Engine(lambda e, b: None)
+    AtomicCheckpointSaver(save_dir=str(tmp_path), save_dict={"model": torch.nn.Linear(1, 1)}, save_interval=1,
+                          n_saved=1).attach(engine)  # fmt: skip
+    engine.run([0], max_epochs=1)
+    (saved,) = tmp_path.glob("*.pt")
+    assert saved.stat().st_mode & 0o044 == 0o044
