@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.synthetic import write_synthetic_dataset
 
 MARKER = "synthetic_dataset.json"
@@ -55,9 +56,7 @@ def ensure_synthetic_dataset(
             "empty or new dataset_dir."
         )
     write_synthetic_dataset(root, layout=layout, num=int(num), size=(int(size[0]), int(size[1])), seed=int(seed))
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(settings))
-    os.replace(tmp, marker)
+    atomic_write_bytes(marker, json.dumps(settings).encode())
     return str(root)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.layouts import (
     DDR_LESIONS,
     DDR_ROOT,
@@ -143,12 +144,7 @@ def build_datalist(layout: str, dataset_dir: str | os.PathLike, **kwargs: Any) -
 
 def write_datalist(datalist: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write a datalist as JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(datalist, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, (json.dumps(datalist, indent=2) + "\n").encode())
 
 
 def load_datalist(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +13,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from scipy.signal import lfilter
 
+from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.layouts import (
     DDR_LESIONS,
     IDRID_MASKS,
@@ -673,20 +672,6 @@ def lesion_statistics(masks: Iterable[np.ndarray]) -> dict[str, float]:
     }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, so no partial file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _encode(image: Image.Image, **kwargs) -> bytes:
     buf = io.BytesIO()
     image.save(buf, **kwargs)
@@ -750,16 +735,16 @@ def write_synthetic_dataset(
         image, masks = generate_fundus(size, rng, background_to_exudate)
         jpeg = _encode(Image.fromarray(image), format="JPEG", quality=int(jpeg_quality))
         if layout == "idrid":
-            _write_atomic(root / idrid_image_path(split, key), jpeg)
+            atomic_write_bytes(root / idrid_image_path(split, key), jpeg)
             for lesion in IDRID_MASKS:
                 if lesion == "SE" and not masks["SE"].any():
                     continue  # as in IDRiD: no file means no soft exudate in this image
                 data = _encode(_palette_mask(masks[lesion]), format="TIFF", compression="tiff_lzw")
-                _write_atomic(root / idrid_mask_path(split, key, lesion), data)
+                atomic_write_bytes(root / idrid_mask_path(split, key, lesion), data)
         else:
-            _write_atomic(root / ddr_image_path(split, key), jpeg)
+            atomic_write_bytes(root / ddr_image_path(split, key), jpeg)
             for lesion in DDR_LESIONS:
                 im = Image.fromarray(masks[lesion].astype(np.uint8) * np.uint8(255))
                 data = _encode(im, format="TIFF", compression="tiff_lzw")
-                _write_atomic(root / ddr_mask_path(split, key, lesion), data)
+                atomic_write_bytes(root / ddr_mask_path(split, key, lesion), data)
     return root

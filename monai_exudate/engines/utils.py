@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from monai_exudate.data.atomic import atomic_write_bytes
 
 
 def iter_samples(output: Any) -> Iterator[dict[str, Any]]:
@@ -34,20 +37,12 @@ def sample_name(sample: Mapping[str, Any], index: int) -> str:
 def atomic_save_image(image: Image.Image, path: str | os.PathLike, **save_kwargs: Any) -> Path:
     """Save a PIL image through a temporary file and a rename, so no half-written file is ever visible."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    image.save(
-        tmp, format=save_kwargs.pop("format", None) or Image.registered_extensions()[path.suffix.lower()], **save_kwargs
-    )
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    fmt = save_kwargs.pop("format", None) or Image.registered_extensions()[path.suffix.lower()]
+    image.save(buffer, format=fmt, **save_kwargs)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_json(data: Any, path: str | os.PathLike) -> Path:
     """Write JSON through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, (json.dumps(data, indent=2, default=float) + "\n").encode())

@@ -22,19 +22,18 @@ from monai.transforms import Compose
 from torch import nn
 from tqdm import tqdm
 
+from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import InferenceDataset, collate_inference
 from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import (
     OUTPUT_FORMATS,
     OutputLayout,
-    atomic_write_bytes,
     encode_jpeg,
     encode_nifti,
     encode_png,
     lesion_colours,
     paint_overlay,
-    remove_partial_files,
     write_csv_atomic,
 )
 

@@ -7,7 +7,6 @@ import gzip
 import io
 import os
 import struct
-import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,8 +15,9 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from monai_exudate.data.atomic import atomic_write_bytes
+
 # Temporary files are named ``.<final name>.<random>.partial`` in the destination folder.
-PARTIAL_SUFFIX = ".partial"
 OUTPUT_FORMATS = ("prob", "mask", "overlay")
 OVERLAY_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 
@@ -95,33 +95,6 @@ class OutputLayout:
     def complete(self, stem: str) -> bool:
         """Whether every expected output of ``stem`` exists."""
         return all(p.is_file() for p in self.expected(stem))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it, so ``path`` is never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh name opened exclusively, not mkstemp: the file gets the usual permissions (umask), not 0600
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def remove_partial_files(folder: str | os.PathLike) -> int:
-    """Delete temporary files an interrupted run left in ``folder``; return how many."""
-    removed = 0
-    for p in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
-        if p.is_file():
-            p.unlink()
-            removed += 1
-    return removed
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

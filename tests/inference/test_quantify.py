@@ -12,18 +12,17 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
+from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import (
     LESION_COLOURS,
     OutputLayout,
-    atomic_write_bytes,
     encode_nifti,
     encode_png,
     lesion_colours,
     paint_overlay,
     read_csv,
-    remove_partial_files,
     write_csv_atomic,
 )
 
