@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_exudate.networks.resnet import Bottleneck  # same block and key names as HRNet's stage 1
+
 __all__ = ["BasicBlock", "Bottleneck", "HighResolutionModule", "HRNetV2", "load_hrnet_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -40,31 +42,6 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """Residual block 1x1 -> 3x3 -> 1x1 with a four-fold channel expansion."""
-
-    expansion = 4
-
-    def __init__(self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        out_channels = channels * self.expansion
-        self.conv1 = nn.Conv2d(in_channels, channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = _conv3x3(channels, channels, stride)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.conv3 = nn.Conv2d(channels, out_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
 
