@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from monai_exudate.metrics.pixel import MISSING_MASK_RULES, binarize, check_probabilities, resolve_missing_masks
+from monai_exudate.metrics.accumulator import ChannelCountAccumulator
 
 __all__ = [
     "DEFAULT_SIGMAS",
@@ -107,7 +107,7 @@ def region_scores(counts, sigmas: Sequence[float] = DEFAULT_SIGMAS) -> dict[floa
     return scores
 
 
-class RegionCounts:
+class RegionCounts(ChannelCountAccumulator):
     """Streaming accumulator of region-level counts over a data set.
 
     Args:
@@ -119,31 +119,13 @@ class RegionCounts:
     def __init__(
         self, sigmas: Sequence[float] = DEFAULT_SIGMAS, threshold: float = 0.5, missing_masks: str = "negative"
     ) -> None:
-        if missing_masks not in MISSING_MASK_RULES:
-            raise ValueError(f"missing_masks must be one of {MISSING_MASK_RULES}, got {missing_masks!r}.")
         self.sigmas = check_sigmas(sigmas)
-        self.threshold = float(threshold)
-        self.missing_masks = missing_masks
-        self.reset()
+        super().__init__(threshold, missing_masks)
 
-    def reset(self) -> None:
-        """Forget all accumulated counts."""
-        self.counts: torch.Tensor | None = None
-
-    def update(self, probs: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None) -> None:
-        """Add a batch of probabilities and binary targets ``[B, C, *spatial]``."""
-        check_probabilities(probs, target)
-        target, include = resolve_missing_masks(target, present, self.missing_masks)
-        counts = batch_region_counts(binarize(probs, self.threshold), target > 0.5, self.sigmas, include)
-        if self.counts is None:
-            self.counts = counts
-        elif counts.shape != self.counts.shape:
-            raise ValueError(f"probs has {counts.shape[0]} channels, earlier batches had {self.counts.shape[0]}.")
-        else:
-            self.counts += counts
+    def batch_counts(self, pred: torch.Tensor, truth: torch.Tensor, include: torch.Tensor | None) -> torch.Tensor:
+        """Per channel ``[S, 3]`` TP/FP/FN pixel counts, one row per sigma."""
+        return batch_region_counts(pred, truth, self.sigmas, include)
 
     def compute(self) -> list[dict[float, dict[str, float]]]:
         """Per channel ``{sigma: {"f", "sn", "ppv"}}``."""
-        if self.counts is None:
-            raise ValueError("RegionCounts.compute() needs at least one update().")
-        return [region_scores(c, self.sigmas) for c in self.counts.numpy()]
+        return [region_scores(c, self.sigmas) for c in self._accumulated().numpy()]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from monai_exudate.metrics.pixel import MISSING_MASK_RULES, binarize, check_probabilities, resolve_missing_masks
+from monai_exudate.metrics.accumulator import ChannelCountAccumulator
 
 __all__ = [
     "DEFAULT_SIZE_BINS",
@@ -111,7 +111,7 @@ def recall_by_size(counts, bin_edges: Sequence[float] = DEFAULT_SIZE_BINS) -> di
     }
 
 
-class SizeRecall:
+class SizeRecall(ChannelCountAccumulator):
     """Streaming accumulator of size-binned lesion recall over a data set.
 
     Args:
@@ -128,33 +128,14 @@ class SizeRecall:
         threshold: float = 0.5,
         missing_masks: str = "negative",
     ) -> None:
-        if missing_masks not in MISSING_MASK_RULES:
-            raise ValueError(f"missing_masks must be one of {MISSING_MASK_RULES}, got {missing_masks!r}.")
         self.bin_edges = check_size_bins(bin_edges)
         self.hit_fraction = _check_hit_fraction(hit_fraction)
-        self.threshold = float(threshold)
-        self.missing_masks = missing_masks
-        self.reset()
+        super().__init__(threshold, missing_masks)
 
-    def reset(self) -> None:
-        """Forget all accumulated counts."""
-        self.counts: torch.Tensor | None = None
-
-    def update(self, probs: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None) -> None:
-        """Add a batch of probabilities and binary targets ``[B, C, *spatial]``."""
-        check_probabilities(probs, target)
-        target, include = resolve_missing_masks(target, present, self.missing_masks)
-        pred = binarize(probs, self.threshold)
-        counts = batch_size_counts(pred, target > 0.5, self.bin_edges, self.hit_fraction, include)
-        if self.counts is None:
-            self.counts = counts
-        elif counts.shape != self.counts.shape:
-            raise ValueError(f"probs has {counts.shape[0]} channels, earlier batches had {self.counts.shape[0]}.")
-        else:
-            self.counts += counts
+    def batch_counts(self, pred: torch.Tensor, truth: torch.Tensor, include: torch.Tensor | None) -> torch.Tensor:
+        """Per channel ``[K, 2]`` detected/total lesion counts, one row per size bin."""
+        return batch_size_counts(pred, truth, self.bin_edges, self.hit_fraction, include)
 
     def compute(self) -> list[dict[str, dict[str, float | int | None]]]:
         """Per channel ``{bin label: {"recall", "detected", "total"}}``."""
-        if self.counts is None:
-            raise ValueError("SizeRecall.compute() needs at least one update().")
-        return [recall_by_size(c, self.bin_edges) for c in self.counts.numpy()]
+        return [recall_by_size(c, self.bin_edges) for c in self._accumulated().numpy()]
