@@ -55,6 +55,15 @@ def default_output_transform(output):
     return output
 
 
+def _channel_or_mean(values: Sequence[float], channel: int | None) -> float:
+    """The value of ``channel``, or the mean over channels when it is None."""
+    if channel is None:
+        return float(np.mean(values))
+    if channel >= len(values):
+        raise ValueError(f"channel {channel} is out of range for {len(values)} channels.")
+    return float(values[channel])
+
+
 def _plain(x) -> torch.Tensor:
     """A plain tensor (MetaTensor metadata dropped, numpy converted), detached."""
     if hasattr(x, "as_tensor"):
@@ -229,11 +238,7 @@ class PixelMetric(_LesionMetric):
         if self._hist is None or int(self._pixels.sum()) == 0:
             raise NotComputableError(f"PixelMetric({self.name!r}) needs at least one update before compute().")
         scores = scores_from_accumulators(self._hist, self._abs_sum, self._pixels, self.threshold)
-        if self.channel is not None:
-            if self.channel >= len(scores):
-                raise ValueError(f"channel {self.channel} is out of range for {len(scores)} channels.")
-            return float(scores[self.channel][self.name])
-        return float(np.mean([s[self.name] for s in scores]))
+        return _channel_or_mean([s[self.name] for s in scores], self.channel)
 
 
 class RegionFMetric(_LesionMetric):
@@ -278,11 +283,7 @@ class RegionFMetric(_LesionMetric):
         if self._region is None:
             raise NotComputableError("RegionFMetric needs at least one update before compute().")
         f = [region_scores(c, (self.sigma,))[self.sigma]["f"] for c in self._region.cpu().numpy()]
-        if self.channel is not None:
-            if self.channel >= len(f):
-                raise ValueError(f"channel {self.channel} is out of range for {len(f)} channels.")
-            return float(f[self.channel])
-        return float(np.mean(f))
+        return _channel_or_mean(f, self.channel)
 
 
 class LesionMetricsReport(_LesionMetric):
