@@ -15,14 +15,6 @@ from monai_exudate.networks import build_exudate_network
 MAX_EPOCHS = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def items(num: int = 2) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     return [

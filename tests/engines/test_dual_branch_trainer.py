@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
@@ -15,15 +14,6 @@ from monai_exudate.losses.factory import build_exudate_loss
 from monai_exudate.networks import build_exudate_network
 
 SIZE = 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny networks: a second thread only adds contention on a shared machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make_items(num: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:

@@ -18,14 +18,6 @@ from monai_exudate.networks import build_exudate_network
 ITERS_PER_EPOCH = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class NaNAtCall(nn.Module):
     """Wrap a loss and multiply it by NaN on chosen calls (1-based), keeping the graph to the weights."""
 

@@ -20,14 +20,6 @@ ITERS = 2  # iterations per epoch
 LR, POWER = 0.03, 0.9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def poly_lr(iteration: int) -> float:
     """Learning rate of the poly schedule after ``iteration`` scheduler steps."""
     return LR * (1.0 - iteration / (TOTAL_EPOCHS * ITERS)) ** POWER
