@@ -101,8 +101,10 @@ def test_inference_writes_maps_at_original_size(trained):
         net_width=8,
         spatial_size=[96, 64],
     )
-    written = sorted(p for p in out.rglob("*.png") if photos[0].stem in p.name)
-    assert written, "no output for the first photograph"
+    stem = photos[0].stem
+    written = [out / f"{stem}_EX_prob.png", out / f"{stem}_EX_mask.png", out / f"{stem}_overlay.png"]
+    assert all(p.is_file() for p in written), sorted(p.name for p in out.iterdir())
+    assert f"{stem}.jpg,EX," in (out / "summary.csv").read_text()
     for path in written:
         assert Image.open(path).size == Image.open(photos[0]).size
 
