@@ -1,4 +1,4 @@
-"""Dictionary transforms for fundus photographs: loading, field-of-view crop, square padding, augmentation."""
+"""Dictionary transforms for fundus photographs: loading, field-of-view crop, square padding, resizing, augmentation."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from monai.transforms import (
     LoadImage,
     MapTransform,
     RandomizableTransform,
+    Resized,
     Rotate90,
     SpatialCrop,
     SpatialPad,
 )
-from monai.utils import TraceKeys
+from monai.utils import InterpolateMode, TraceKeys, ensure_tuple_rep, look_up_option
 
 from monai_exudate.data.layouts import IDRID_MASKS
 from monai_exudate.data.readers import FundusImageReader, LesionMaskReader
@@ -106,22 +107,58 @@ class FieldOfViewSelector:
         self.min_fraction = min_fraction
 
     def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:
-        t = torch.as_tensor(img)
-        brightest = t.amax(dim=0, keepdim=True).float()
+        t = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
+        brightest = t[:1].clone()
+        for channel in t[1:]:  # elementwise maxima, faster than amax over the channel dimension
+            torch.maximum(brightest[0], channel, out=brightest[0])
         # a strided subsample keeps the quantile cheap on 12-megapixel photographs
-        sample = brightest[0, ::4, ::4].reshape(-1)
-        level = float(torch.quantile(sample[:16_000_000], 0.99)) if sample.numel() else 0.0
-        inside = brightest > max(self.threshold, self.relative_threshold * level)
-        keep_0 = inside.float().mean(dim=2, keepdim=True) >= self.min_fraction
-        keep_1 = inside.float().mean(dim=1, keepdim=True) >= self.min_fraction
+        sample = brightest[0, ::4, ::4].reshape(-1)[:16_000_000]
+        level = _quantile(sample, 0.99) if sample.numel() else 0.0
+        cut = max(self.threshold, self.relative_threshold * level)
+        # compare in the image's own dtype (x > cut is x > floor(cut) for integers): no float copy of the plane
+        inside = brightest > (int(np.floor(cut)) if not brightest.is_floating_point() else cut)
+        counts_0 = inside.sum(dim=2, keepdim=True, dtype=torch.int32)
+        counts_1 = inside.sum(dim=1, keepdim=True, dtype=torch.int32)
+        keep_0 = counts_0 >= self.min_fraction * inside.shape[2]
+        keep_1 = counts_1 >= self.min_fraction * inside.shape[1]
         selected = inside & keep_0 & keep_1
-        if not bool(selected.any()):  # no field of view found (e.g. a dark image): keep the whole frame
+        if not bool(keep_0.any() and keep_1.any() and selected.any()):  # no field of view (a dark image): keep all
             return torch.ones_like(inside)
         return selected
 
 
+def _quantile(values: torch.Tensor, q: float) -> float:
+    """``torch.quantile(values, q)`` (linear interpolation); by counting, without a sort, for 8-bit images."""
+    if values.dtype != torch.uint8:
+        return float(torch.quantile(values.float(), q))
+    position = q * (values.numel() - 1)
+    below, above = int(np.floor(position)), int(np.ceil(position))
+    cumulative = torch.bincount(values, minlength=256).cumsum(0)
+    # the k-th smallest value (0-based) is the first level whose cumulative count exceeds k
+    low = int(torch.searchsorted(cumulative, below, right=True))
+    high = int(torch.searchsorted(cumulative, above, right=True))
+    return low + (position - below) * (high - low)
+
+
+def _bounding_box(mask: torch.Tensor, margin: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of the box around the set pixels of a 2-D mask, grown by ``margin`` and kept in the frame."""
+    margins = ensure_tuple_rep(margin, 2)
+    start, end = [], []
+    for axis in range(2):
+        present = torch.nonzero(mask.any(dim=1 - axis)).flatten()
+        if present.numel() == 0:
+            return np.zeros(2, dtype=int), np.zeros(2, dtype=int)
+        start.append(max(int(present[0]) - margins[axis], 0))
+        end.append(min(int(present[-1]) + 1 + margins[axis], mask.shape[axis]))
+    return np.asarray(start), np.asarray(end)
+
+
 class FieldOfViewCropd(CropForegroundd):
-    """Crop every key to the bounding box of the field of view found in ``source_key`` (invertible)."""
+    """Crop every key to the bounding box of the field of view found in ``source_key`` (invertible).
+
+    With ``fov_pixels_key`` set, the pixel count of the field of view is stored under that key, so the lesion
+    quantification of inference reuses this pass over the photograph instead of making a second one.
+    """
 
     def __init__(
         self,
@@ -131,18 +168,32 @@ class FieldOfViewCropd(CropForegroundd):
         relative_threshold: float = 0.15,
         min_fraction: float = 0.02,
         margin: int = 0,
+        fov_pixels_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
+        self.selector = FieldOfViewSelector(threshold, relative_threshold, min_fraction)
         super().__init__(
             keys,
             source_key=source_key,
-            select_fn=FieldOfViewSelector(threshold, relative_threshold, min_fraction),
+            select_fn=self.selector,
             margin=margin,
             allow_smaller=True,
             start_coord_key=None,
             end_coord_key=None,
             allow_missing_keys=allow_missing_keys,
         )
+        self.fov_pixels_key = fov_pixels_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict[Hashable, Any]:
+        d = dict(data)
+        inside = self.selector(d[self.source_key])
+        box_start, box_end = _bounding_box(inside[0], self.cropper.margin)
+        lazy_ = self.lazy if lazy is None else lazy
+        for key, mode in self.key_iterator(d, self.mode):
+            d[key] = self.cropper.crop_pad(img=d[key], box_start=box_start, box_end=box_end, mode=mode, lazy=lazy_)
+        if self.fov_pixels_key is not None:
+            d[self.fov_pixels_key] = int(inside.sum(dtype=torch.int64))
+        return d
 
 
 class PadToSquared(MapTransform, InvertibleTransform):
@@ -177,6 +228,39 @@ class PadToSquared(MapTransform, InvertibleTransform):
             cropper = SpatialCrop(roi_start=roi_start, roi_end=roi_end)
             with cropper.trace_transform(False):
                 d[key] = cropper(img)
+        return d
+
+
+class SmoothInverseResized(Resized):
+    """``Resized`` whose inverse interpolates with ``inverse_mode`` instead of the forward ``mode``.
+
+    Photographs are shrunk by area averaging (no aliasing of small lesions), but MONAI inverts a resize with the
+    forward mode, and area "upsampling" repeats each pixel: a prediction mapped back to a 12-megapixel photograph
+    would come out in blocks of about 10x10 pixels. Bilinear interpolation maps it back smoothly. ``inverse_mode``
+    may be one mode or one per key (e.g. "nearest" for a label).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_size: Sequence[int] | int,
+        mode: Sequence[str] | str = "area",
+        inverse_mode: Sequence[str] | str = "bilinear",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, spatial_size=spatial_size, mode=mode, allow_missing_keys=allow_missing_keys)
+        modes = ensure_tuple_rep(inverse_mode, len(self.keys))
+        self.inverse_mode = tuple(look_up_option(m, InterpolateMode).value for m in modes)
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, mode in self.key_iterator(d, self.inverse_mode):
+            transform = dict(self.resizer.pop_transform(d[key]))
+            linear = mode in ("linear", "bilinear", "bicubic", "trilinear")
+            extra = dict(transform[TraceKeys.EXTRA_INFO])
+            extra.update(mode=mode, align_corners=False if linear else TraceKeys.NONE)
+            transform[TraceKeys.EXTRA_INFO] = extra
+            d[key] = self.resizer.inverse_transform(d[key], transform)
         return d
 
 

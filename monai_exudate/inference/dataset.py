@@ -69,7 +69,9 @@ class InferenceDataset(torch.utils.data.Dataset):
 
     ``preprocessing`` must start with the transform that loads the image; its output is kept (uint8, channel first)
     as ``"original"`` for the overlay when ``keep_original`` is set, and the pixel count of its field of view is
-    returned as ``"fov_pixels"``. Every sample has ``"path"``; an error record has ``"error"`` and nothing else.
+    returned as ``"fov_pixels"``: the value the preprocessing stored under ``fov_pixels_key`` (``FieldOfViewCropd``
+    does, so the photograph is not scanned twice), else found by ``fov_selector``. Every sample has ``"path"``; an
+    error record has ``"error"`` and nothing else.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class InferenceDataset(torch.utils.data.Dataset):
         image_key: str = "image",
         keep_original: bool = True,
         fov_selector: FieldOfViewSelector | None = None,
+        fov_pixels_key: str = "fov_pixels",
     ) -> None:
         if not isinstance(preprocessing, Compose):
             raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
@@ -87,6 +90,7 @@ class InferenceDataset(torch.utils.data.Dataset):
         self.image_key = image_key
         self.keep_original = keep_original
         self.fov_selector = fov_selector or FieldOfViewSelector()
+        self.fov_pixels_key = fov_pixels_key
 
     def __len__(self) -> int:
         return len(self.items)
@@ -101,12 +105,14 @@ class InferenceDataset(torch.utils.data.Dataset):
             original = loaded[self.image_key]
             if not isinstance(original, torch.Tensor) or original.ndim != 3:
                 raise ValueError("the first preprocessing transform must load the image as a (C, W, H) tensor")
-            fov_pixels = field_of_view_pixels(original, self.fov_selector)
             sample = self.preprocessing(loaded, start=1)
+            fov_pixels = sample.get(self.fov_pixels_key)
+            if fov_pixels is None:
+                fov_pixels = field_of_view_pixels(original, self.fov_selector)
         except Exception as err:  # any failure of one image must not stop the run
             cause = _root_cause(err)
             return {"path": path, "error": f"preprocessing failed ({type(cause).__name__}: {cause})"}
-        out = {"path": path, self.image_key: sample[self.image_key], "fov_pixels": fov_pixels}
+        out = {"path": path, self.image_key: sample[self.image_key], "fov_pixels": int(fov_pixels)}
         if self.keep_original:
             # a plain tensor travels between DataLoader processes through shared memory
             out["original"] = torch.as_tensor(original).to(torch.uint8).clone()

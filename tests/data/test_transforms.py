@@ -10,7 +10,15 @@ from monai.transforms import Compose, Resized
 from PIL import Image
 
 from monai_exudate.data.indexers import index_idrid, load_datalist
-from monai_exudate.data.transforms import FieldOfViewCropd, LoadFundusd, PadToSquared, RandFlipRotate90d
+from monai_exudate.data.transforms import (
+    FieldOfViewCropd,
+    FieldOfViewSelector,
+    LoadFundusd,
+    PadToSquared,
+    RandFlipRotate90d,
+    SmoothInverseResized,
+    _quantile,
+)
 
 
 def _fundus(width: int = 120, height: int = 80) -> np.ndarray:
@@ -45,7 +53,7 @@ def test_load_fundus_size_mismatch_names_both_files(tmp_path):
 
 def test_fov_crop_matches_reference_masks(idrid_sample):
     """The FOV box agrees within a few pixels with the reference field-of-view masks of the sample."""
-    crop = FieldOfViewCropd(keys=["image"])
+    crop = FieldOfViewCropd(keys=["image"], fov_pixels_key="fov_pixels")
     load = LoadFundusd(lesions=())
     items = load_datalist(index_idrid(idrid_sample), "training", idrid_sample) + load_datalist(
         index_idrid(idrid_sample), "testing", idrid_sample
@@ -55,7 +63,13 @@ def test_fov_crop_matches_reference_masks(idrid_sample):
         ref = np.asarray(Image.open(idrid_sample / "extra_fov_masks" / split / f"{item['id']}_MASK.tif"))
         fov = ref == 0  # these reference masks mark the area OUTSIDE the field of view
         rows, cols = np.where(fov)
-        start, end = crop.cropper.compute_bounding_box(load(item)["image"])
+        loaded = load(item)
+        out = crop(loaded)
+        before_0, after_0, before_1, after_1 = out["image"].applied_operations[-1]["extra_info"]["cropped"]
+        width, height = loaded["image"].shape[1:]
+        start, end = (before_0, before_1), (width - after_0, height - after_1)
+        assert out["fov_pixels"] == int(FieldOfViewSelector()(loaded["image"]).sum())
+        assert abs(out["fov_pixels"] - int(fov.sum())) < 0.01 * fov.sum()
         # MONAI's PIL reader is (width, height) ordered
         assert np.all(np.abs(np.asarray(start) - [cols.min(), rows.min()]) <= 5), (item["id"], start)
         assert np.all(np.abs(np.asarray(end) - [cols.max() + 1, rows.max() + 1]) <= 5), (item["id"], end)
@@ -107,3 +121,45 @@ def test_augmentation_keeps_image_and_masks_aligned(shape):
         assert tuple(out["image"].shape[1:]) == shape  # non-square images never change shape
         seen.add((aug._quarter_turns, aug._flip))
     assert len(seen) == (8 if shape[0] == shape[1] else 4)
+
+
+def test_smooth_inverse_resize_maps_predictions_back_without_blocks():
+    """Area shrinking is inverted by bilinear interpolation: a ramp comes back as a ramp, not as 8x8 blocks."""
+    data = {"image": MetaTensor(torch.rand(3, 64, 48)), "label": MetaTensor(torch.zeros(1, 64, 48))}
+    data["label"][0, 16:32, 8:24] = 1
+    resize = SmoothInverseResized(keys=["image", "label"], spatial_size=(8, 6), inverse_mode=("bilinear", "nearest"))
+    out = resize(data)
+    ramp = torch.arange(8.0).reshape(1, 8, 1).expand(1, 8, 6)
+    pred = MetaTensor(ramp.clone(), meta=out["image"].meta, applied_operations=out["image"].applied_operations)
+    back = resize.inverse({"image": pred, "label": out["label"]})
+    assert tuple(back["image"].shape) == (1, 64, 48)
+    column = back["image"][0, :, 20]
+    steps = torch.diff(column[4:-4])  # away from the clamped borders every step rises
+    assert bool((steps > 0).all()), column
+    label = back["label"][0]
+    assert set(torch.unique(label).tolist()) <= {0.0, 1.0}  # nearest for the label
+    assert float(label[16:32, 8:24].mean()) == 1.0 and float(label.sum()) == 256
+    # MONAI's own inverse repeats the area mode: the same prediction comes back in constant blocks
+    plain = Resized(keys="image", spatial_size=(8, 6), mode="area")
+    out = plain({"image": MetaTensor(torch.rand(3, 64, 48))})
+    pred = MetaTensor(ramp.clone(), meta=out["image"].meta, applied_operations=out["image"].applied_operations)
+    assert int((torch.diff(plain.inverse({"image": pred})["image"][0, :, 20]) > 0).sum()) == 7
+
+
+def test_smooth_inverse_resize_rejects_an_unknown_mode():
+    with pytest.raises(ValueError, match="smooth"):
+        SmoothInverseResized(keys="image", spatial_size=(8, 8), inverse_mode="smooth")
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 4321])
+def test_counting_quantile_equals_torch_quantile(size):
+    values = torch.randint(0, 256, (size,), generator=torch.Generator().manual_seed(size), dtype=torch.uint8)
+    for q in (0.0, 0.3, 0.99, 1.0):
+        assert _quantile(values, q) == pytest.approx(float(torch.quantile(values.float(), q)), abs=1e-4)
+
+
+def test_fov_selector_keeps_the_whole_frame_of_a_dark_image():
+    dark = torch.zeros(3, 40, 30, dtype=torch.uint8)
+    assert bool(FieldOfViewSelector()(dark).all())
+    crop = FieldOfViewCropd(keys="image", fov_pixels_key="fov")({"image": MetaTensor(dark)})
+    assert tuple(crop["image"].shape) == (3, 40, 30) and crop["fov"] == 1200

@@ -11,7 +11,7 @@ import torch
 from monai.transforms import Compose, EnsureTyped, Resized
 from PIL import Image
 
-from monai_exudate.data.transforms import FieldOfViewCropd, LoadFundusd, PadToSquared
+from monai_exudate.data.transforms import FieldOfViewCropd, FieldOfViewSelector, LoadFundusd, PadToSquared
 from monai_exudate.inference import (
     InferenceDataset,
     check_image_file,
@@ -100,8 +100,9 @@ def test_check_image_file_reasons(tmp_path) -> None:
     assert check_image_file(_write(tmp_path / "square.png", 64, 64)) is None
 
 
-def _preprocessing(resize: bool) -> Compose:
-    transforms = [LoadFundusd(lesions=[]), FieldOfViewCropd(keys=["image"]), PadToSquared(keys=["image"])]
+def _preprocessing(resize: bool, fov_pixels_key: str | None = None) -> Compose:
+    crop = FieldOfViewCropd(keys=["image"], fov_pixels_key=fov_pixels_key)
+    transforms = [LoadFundusd(lesions=[]), crop, PadToSquared(keys=["image"])]
     if resize:
         transforms.append(Resized(keys=["image"], spatial_size=(32, 32), mode="area"))
     return Compose([*transforms, EnsureTyped(keys="image", dtype=torch.float32)])
@@ -120,6 +121,22 @@ def test_dataset_yields_error_records_and_collate_separates_them(tmp_path) -> No
     assert batch["errors"] == [(str(paths[1]), samples[1]["error"])]
     assert len(batch["batches"]) == 1 and batch["batches"][0]["image"].shape == (2, 3, 32, 32)
     assert [i["path"] for i in batch["batches"][0]["info"]] == [str(paths[0]), str(paths[2])]
+
+
+class _NoSecondScan(FieldOfViewSelector):
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the field of view was scanned a second time")
+
+
+def test_dataset_takes_the_field_of_view_count_from_the_crop(tmp_path) -> None:
+    """With the crop's count stored under fov_pixels_key, the photograph is not scanned a second time."""
+    items = [{"image": str(_write(tmp_path / "a.png", 64, 96))}]
+    preprocessing = _preprocessing(resize=True, fov_pixels_key="fov_pixels")
+    assert InferenceDataset(items, preprocessing, fov_selector=_NoSecondScan())[0]["fov_pixels"] == 88 * 56
+    assert (
+        "AssertionError"
+        in InferenceDataset(items, _preprocessing(resize=True), fov_selector=_NoSecondScan())[0]["error"]
+    )
 
 
 def test_collate_groups_images_of_different_shapes(tmp_path) -> None:
