@@ -1,60 +1,68 @@
-"""Throughput and peak memory of folder inference with FundusInferenceRunner, against the network alone.
+"""Throughput and peak memory of a bundle's folder inference, against the bundle's network alone.
 
-End-to-end: ``FundusInferenceRunner.run`` over a folder of IDRiD-size photographs (4288x2848): reading,
-preprocessing of the bundle's inference config, network, inversion to the original grid, PNG maps, masks, overlays
-and summary.csv. Model-only: the same images preprocessed once beforehand, then fed to the network in batches of
-the same size in a loop (host-to-device copy and synchronisation included). Both report images/s; their ratio is
-the share of the network's rate the whole pipeline keeps (target >= 90%, reachable when the network, not the
-per-image file work, is the bottleneck, e.g. a full-size network on a GPU with DataLoader workers).
+The pipeline measured is the bundle's own ``configs/inference.json``: its preprocessing, inferer (sliding window for
+HRDecoder) and ``FundusInferenceRunner``, with random network weights. ``--profile idrid`` applies the network and
+input-size settings of the bundle's ``configs/idrid.json`` (the configuration meant for IDRiD-size photographs);
+``--set key=value`` overrides any other setting (value in JSON).
 
-Images: the real sample under /work/shared/data/idrid_sample when present (``--data`` to choose another folder),
-else ``--num-images`` synthetic ones written by ``write_synthetic_dataset`` at 4288x2848. Peak memory: the
-process's maximum resident set size (plus the largest DataLoader worker's) and, on CUDA,
-``torch.cuda.max_memory_allocated``.
+- end-to-end: ``runner.run`` over the folder: reading and checking files, preprocessing in DataLoader workers, the
+  network, inversion to the original grid, PNG maps, masks, overlays and summary.csv in writer threads.
+- model-only: the same images preprocessed once beforehand, then ``inferer(batch, network)`` in a loop with the
+  same batch size, the host-to-device copy and the copy of the result back included.
+- host work: the CPU seconds per image of reading + preprocessing and of inverting + writing, each timed alone in
+  one thread: the work the runner must hide behind the network.
 
-Example: ``python bench/inference.py --width 8 --layers 1 1 1 1``; on a GPU:
-``python bench/inference.py --device cuda --amp --width 64 --layers 3 4 6 3 --num-workers 8``;
-HRDecoder: ``python bench/inference.py --network hrdecoder --width 18 --spatial-size 960 960 --hr-scale 480``.
+The ratio end-to-end / model-only is the share of the network's rate the whole pipeline keeps (target >= 90%). It
+can only get there when the network is the bottleneck and the host work runs beside it: on a GPU, or on a CPU when
+the host work per image is small beside the network's (``--threads`` leaves cores to the workers and writers).
+
+Images: the real sample under ../shared/data/idrid_sample when present (``--data`` to choose another folder), else
+``--num-images`` synthetic ones written by ``write_synthetic_dataset`` at 4288x2848. Peak memory: the process's
+maximum resident set size (and the largest DataLoader worker's) and, on CUDA, ``torch.cuda.max_memory_allocated``.
+
+Examples: ``python bench/inference.py --bundle exudate_dsm``;
+``python bench/inference.py --bundle exudate_dsm --profile idrid --limit 4``;
+``python bench/inference.py --bundle fundus_lesion_hrdecoder --device cuda --amp --profile idrid --num-workers 8``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "idrid_sample"
-CONFIG = REPO / "bundles" / "exudate_dsm" / "configs" / "inference.json"
-HRDECODER_LESIONS = ("EX", "HE", "SE", "MA")
+BUNDLES = ("exudate_dsm", "fundus_lesion_hrdecoder")
+# settings of a training profile that describe data, not the network or its input: never copied into inference
+DATA_KEYS = {"dataset_dir", "synthetic", "layout", "train_section", "val_section", "num_workers", "num_threads"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", choices=BUNDLES, default="exudate_dsm")
+    parser.add_argument("--profile", choices=("default", "idrid"), default="default")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a setting")
     parser.add_argument("--data", type=Path, help="folder of photographs (default: the IDRiD sample or synthetic)")
     parser.add_argument("--num-images", type=int, default=8, help="synthetic images when no real data is found")
-    parser.add_argument("--network", choices=("exudate_dsm", "hrdecoder"), default="exudate_dsm")
-    parser.add_argument("--arch", default="pspnet", help="exudate_dsm architecture")
-    parser.add_argument("--width", type=int, default=16, help="ResNet stem / HRNet width")
-    parser.add_argument("--layers", type=int, nargs=4, default=(1, 1, 1, 1), help="exudate_dsm ResNet blocks")
-    parser.add_argument("--hr-scale", type=int, default=960, help="HRDecoder window side")
-    parser.add_argument("--spatial-size", type=int, nargs=2, default=(384, 256), help="network input (W, H)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=1, help="DataLoader worker processes")
     parser.add_argument("--num-writers", type=int, default=2, help="writer threads")
     parser.add_argument("--formats", nargs="+", default=("prob", "mask", "overlay"))
     parser.add_argument("--overlay-format", choices=("png", "jpeg"), default="png")
-    parser.add_argument("--nifti", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA only)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    parser.add_argument("--repeat", type=int, default=2, help="passes over the images of the model-only loop")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the images of the model-only loop")
     return parser.parse_args(argv)
 
 
@@ -63,36 +71,57 @@ def find_images(args: argparse.Namespace, scratch: Path) -> list[dict]:
     from monai_exudate.inference import list_inference_inputs
 
     if args.data is not None:
-        return list_inference_inputs(args.data)
-    real = SAMPLE / "A. Segmentation" / "1. Original Images"
-    if real.is_dir():
-        return list_inference_inputs(real)
-    root = write_synthetic_dataset(scratch / "synthetic", "idrid", num=args.num_images, size=(4288, 2848))
-    return list_inference_inputs(root / "A. Segmentation" / "1. Original Images")
+        items = list_inference_inputs(args.data)
+    elif (SAMPLE / "A. Segmentation" / "1. Original Images").is_dir():
+        items = list_inference_inputs(SAMPLE / "A. Segmentation" / "1. Original Images")
+    else:
+        root = write_synthetic_dataset(scratch / "synthetic", "idrid", num=args.num_images, size=(4288, 2848))
+        items = list_inference_inputs(root / "A. Segmentation" / "1. Original Images")
+    return items[: args.limit] if args.limit else items
 
 
-def build(args: argparse.Namespace) -> tuple[torch.nn.Module, object, list[str]]:
-    """Network with random weights in eval mode, the bundle's preprocessing, and the lesion names."""
+def overrides(args: argparse.Namespace, inference: dict[str, Any]) -> dict[str, Any]:
+    """Settings applied on top of the bundle's inference.json: profile, command line, and the bench's own."""
+    values: dict[str, Any] = {}
+    if args.profile != "default":
+        profile = json.loads((REPO / "bundles" / args.bundle / "configs" / f"{args.profile}.json").read_text())
+        values.update({k: v for k, v in profile.items() if k in inference and k not in DATA_KEYS})
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or key not in inference:
+            raise SystemExit(f"--set {item!r}: expected KEY=JSON with a key of {args.bundle}'s inference.json")
+        values[key] = json.loads(text)
+    values.update(
+        device=f"$torch.device({args.device!r})",
+        amp=bool(args.amp),
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        num_writers=args.num_writers,
+        formats=list(args.formats),
+        overwrite=True,
+        progress=False,
+        # random weights: the rate does not depend on them
+        network="$@network_def.to(@device).eval()",
+    )
+    if "overlay_format" in inference:
+        values["overlay_format"] = args.overlay_format
+    return values
+
+
+def build(args: argparse.Namespace, output_dir: Path):
+    """The bundle's parsed config with the overrides, and a description of them."""
     from monai.bundle import ConfigParser
 
+    config = REPO / "bundles" / args.bundle / "configs" / "inference.json"
     parser = ConfigParser()
-    parser.read_config(str(CONFIG))
-    parser["spatial_size"] = list(args.spatial_size)
-    preprocessing = parser.get_parsed_content("preprocessing")
+    parser.read_config(str(config))
+    values = overrides(args, parser.get())
+    for key, value in values.items():
+        parser[key] = value
+    parser["output_dir"] = str(output_dir)
     torch.manual_seed(0)
-    if args.network == "hrdecoder":
-        from monai_exudate.networks import hrdecoder
-
-        if not hasattr(hrdecoder, "build_hrdecoder"):
-            raise SystemExit("monai_exudate.networks.hrdecoder.build_hrdecoder is not available")
-        lesions = list(HRDECODER_LESIONS)
-        network = hrdecoder.build_hrdecoder(width=args.width, num_classes=len(lesions), hr_scale=args.hr_scale)
-    else:
-        from monai_exudate.networks import build_exudate_network
-
-        lesions = ["EX"]
-        network = build_exudate_network(args.arch, dual=True, out_channels=1, width=args.width, layers=args.layers)
-    return network.to(args.device).eval(), preprocessing, lesions
+    shown = {k: v for k, v in values.items() if k not in ("network", "device", "progress", "overwrite")}
+    return parser, shown
 
 
 def autocast(args: argparse.Namespace):
@@ -106,50 +135,52 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def model_only_rate(network, preprocessing, items: list[dict], args: argparse.Namespace) -> float:
-    """Images/s of the network alone on the images preprocessed beforehand."""
-    tensors = [preprocessing({"image": item["image"]})["image"].as_tensor() for item in items]
-    batches = [torch.stack(tensors[i : i + args.batch_size]) for i in range(0, len(tensors), args.batch_size)]
+def preprocess(runner, items: list[dict]) -> tuple[list[dict], float]:
+    """Samples as the runner's DataLoader gives them, and the CPU seconds per image it took in this thread."""
+    from monai_exudate.inference.dataset import InferenceDataset
+
+    dataset = InferenceDataset(items, runner.preprocessing, runner.image_key, keep_original="overlay" in runner.formats)
+    start = time.thread_time()
+    samples = [dataset[i] for i in range(len(dataset))]
+    spent = time.thread_time() - start
+    failed = [s for s in samples if "error" in s]
+    if failed:
+        raise SystemExit(f"bench images could not be read: {failed}")
+    return samples, spent / len(samples)
+
+
+def model_only_rate(runner, samples: list[dict], args: argparse.Namespace) -> tuple[float, list[torch.Tensor]]:
+    """Images/s of the inferer and network alone on the preprocessed images, and the predictions."""
+    key = runner.image_key
+    batches = [
+        torch.stack([s[key].as_tensor() for s in samples[i : i + args.batch_size]])
+        for i in range(0, len(samples), args.batch_size)
+    ]
+    network = runner.network
     with torch.no_grad(), autocast(args):
-        network(batches[0].to(args.device))  # warm-up
+        runner.inferer(batches[0].to(args.device), network)  # warm-up
         synchronize(args.device)
         start = time.perf_counter()
         for _ in range(args.repeat):
-            for batch in batches:
-                network(batch.to(args.device)).float().cpu()
+            preds = [runner.inferer(batch.to(args.device), network).float().cpu() for batch in batches]
         synchronize(args.device)
-    return args.repeat * len(tensors) / (time.perf_counter() - start)
+    rate = args.repeat * len(samples) / (time.perf_counter() - start)
+    return rate, [p for batch in preds for p in batch]
 
 
-def end_to_end_rate(network, preprocessing, lesions, items, output_dir: Path, args) -> float:
-    """Images/s of the runner over the folder, every output written."""
-    from monai.inferers import SimpleInferer
+def writing_seconds(runner, samples: list[dict], preds: list[torch.Tensor], scratch: Path) -> float:
+    """CPU seconds per image of inverting one prediction and writing its files, in this thread."""
+    from monai_exudate.inference.runner import _RunState
+    from monai_exudate.inference.summary import SummaryTable
 
-    from monai_exudate.inference import FundusInferenceRunner
-
-    runner = FundusInferenceRunner(
-        network,
-        preprocessing,
-        SimpleInferer(),
-        lesions,
-        output_dir,
-        device=args.device,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        amp=args.amp,
-        formats=args.formats,
-        nifti=args.nifti,
-        overlay_format=args.overlay_format,
-        overwrite=True,
-        progress=False,
-        num_writers=args.num_writers,
-    )
-    start = time.perf_counter()
-    report = runner.run(items)
-    elapsed = time.perf_counter() - start
-    if report.failed or report.processed != len(items):
-        raise SystemExit(f"the run did not process every image: {report}")
-    return len(items) / elapsed
+    state = _RunState(scratch, SummaryTable(scratch / "summary.csv"), strict=True)
+    start = time.thread_time()
+    for sample, pred in zip(samples, preds):
+        info = {k: v for k, v in sample.items() if k != runner.image_key}
+        runner._finish(state, sample[runner.image_key], pred, info)
+    spent = time.thread_time() - start
+    state.raise_if_fatal()
+    return spent / len(samples)
 
 
 def peak_memory_mib() -> tuple[float, float]:
@@ -163,26 +194,37 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as scratch:
-        items = find_images(args, Path(scratch))
-        network, preprocessing, lesions = build(args)
-        with torch.no_grad(), autocast(args):
-            network(torch.zeros(1, 3, *args.spatial_size, device=args.device))  # one-time initialisation
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        items = find_images(args, scratch)
+        parser, shown = build(args, scratch / "out")
+        runner = parser.get_parsed_content("runner")
+        network = runner.network
         before, _ = peak_memory_mib()
-        e2e = end_to_end_rate(network, preprocessing, lesions, items, Path(scratch) / "out", args)
+        start = time.perf_counter()
+        report = runner.run(items)
+        e2e = len(items) / (time.perf_counter() - start)
+        if report.failed or report.processed != len(items):
+            raise SystemExit(f"the run did not process every image: {report}")
         peak, worker_peak = peak_memory_mib()
         cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.device(args.device).type == "cuda" else None
-        model = model_only_rate(network, preprocessing, items, args)
+        samples, reading = preprocess(runner, items)
+        model, preds = model_only_rate(runner, samples, args)
+        (scratch / "writes").mkdir()
+        runner.output_dir = scratch / "writes"
+        runner.layout.output_dir = runner.output_dir
+        writing = writing_seconds(runner, samples, preds, runner.output_dir)
     params = sum(p.numel() for p in network.parameters()) / 1e6
     print(
-        f"network {args.network} (width {args.width}, {params:.2f}M parameters), input {tuple(args.spatial_size)}, "
-        f"batch {args.batch_size}, workers {args.num_workers}, writers {args.num_writers}, device {args.device}"
-        f"{' amp' if args.amp else ''}, torch threads {torch.get_num_threads()}, formats {list(args.formats)}"
-        f"{' + nifti' if args.nifti else ''}, overlay {args.overlay_format}, {len(items)} images"
+        f"bundle {args.bundle}, profile {args.profile}, {params:.2f}M parameters, input "
+        f"{tuple(samples[0][runner.image_key].shape[1:])}, device {args.device}{' amp' if args.amp else ''}, "
+        f"torch threads {torch.get_num_threads()}, {len(items)} images"
     )
-    print(f"end-to-end : {e2e:.3f} images/s")
-    print(f"model-only : {model:.3f} images/s")
+    print(f"settings   : {json.dumps(shown)}")
+    print(f"end-to-end : {e2e:.4f} images/s")
+    print(f"model-only : {model:.4f} images/s ({1 / model:.2f} s per image)")
     print(f"ratio      : {100 * e2e / model:.1f}% of model-only")
+    print(f"host work  : {reading:.2f} CPU-s reading + {writing:.2f} CPU-s writing per image (one thread each)")
     print(f"peak RSS   : {peak:.0f} MiB (before the run {before:.0f} MiB), largest worker {worker_peak:.0f} MiB")
     if cuda_peak is not None:
         print(f"peak CUDA  : {cuda_peak:.0f} MiB allocated")

@@ -128,7 +128,8 @@ class FundusInferenceRunner:
         progress: show a tqdm progress bar.
         num_writers: writer threads (default: up to 4, one per CPU).
         overlay_alpha: opacity of the lesion colours in the overlay.
-        overlay_format: "png" (lossless) or "jpeg" (quality 90, much faster to write at full resolution).
+        overlay_format: "png" (lossless) or "jpeg" (quality 95, 4:4:4; about five times faster to write at 12
+            megapixels, and the photographs are usually JPEGs themselves).
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
     """

@@ -129,10 +129,14 @@ def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
     )
 
 
-def encode_jpeg(array: np.ndarray, quality: int = 90) -> bytes:
-    """JPEG bytes of an (H, W, 3) uint8 array: about ten times faster to write than PNG at 12 megapixels."""
+def encode_jpeg(array: np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of an (H, W, 3) uint8 array: about five times faster to write than PNG at 12 megapixels.
+
+    Colour is kept at full resolution (4:4:4): the default 4:2:0 subsampling would smear the colour of lesions a
+    few pixels wide into their neighbours.
+    """
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="JPEG", quality=quality)
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 

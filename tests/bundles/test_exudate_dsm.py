@@ -102,7 +102,7 @@ def test_inference_writes_maps_at_original_size(trained):
         spatial_size=[96, 64],
     )
     stem = photos[0].stem
-    written = [out / f"{stem}_EX_prob.png", out / f"{stem}_EX_mask.png", out / f"{stem}_overlay.png"]
+    written = [out / f"{stem}_EX_prob.png", out / f"{stem}_EX_mask.png", out / f"{stem}_overlay.jpg"]
     assert all(p.is_file() for p in written), sorted(p.name for p in out.iterdir())
     assert f"{stem}.jpg,EX," in (out / "summary.csv").read_text()
     for path in written:

@@ -200,7 +200,7 @@ def test_inference_writes_maps_at_original_size(trained):
                 written = out / f"{photo.stem}_{lesion}_{kind}.png"
                 assert written.is_file(), f"missing {written.name}"
                 assert Image.open(written).size == size
-        assert Image.open(out / f"{photo.stem}_overlay.png").size == size
+        assert Image.open(out / f"{photo.stem}_overlay.jpg").size == size
 
 
 @pytest.mark.parametrize(("overlay", "num_train", "iterations"), [("idrid", 54, 20000), ("ddr", 383, 40000)])

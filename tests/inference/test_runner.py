@@ -355,6 +355,6 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
     for path in inputs:
         width, height = Image.open(path).size
         assert _read(out / f"{path.stem}_EX_mask.png").shape == (height, width)
-        assert _read(out / f"{path.stem}_overlay.png").shape == (height, width, 3)
+        assert _read(out / f"{path.stem}_overlay.jpg").shape == (height, width, 3)
     assert [(r["image"], r["lesion"]) for r in _summary(out)] == [(str(p), "EX") for p in inputs]
     assert "broken.jpg" in (out / "failures.csv").read_text()
