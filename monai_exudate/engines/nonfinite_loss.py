@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
@@ -22,7 +22,9 @@ class NonFiniteLossHandler:
     ``mode="stop"`` raises ``NonFiniteLossError`` naming the epoch and iteration: the run ends without another
     checkpoint, so the last good one stays as it was. ``mode="skip"`` drops the step: the loss is replaced by a
     constant and gradients are cleared, so the optimizer leaves every weight (and its momentum) untouched; under AMP
-    the grad scaler already skips steps with non-finite gradients.
+    the grad scaler already skips steps with non-finite gradients. The network's buffers (BatchNorm running
+    statistics) are copied before each forward pass and put back after a skipped one, since that pass already folded
+    the bad batch into them.
     """
 
     def __init__(self, mode: str = "stop") -> None:
@@ -30,10 +32,22 @@ class NonFiniteLossHandler:
             raise ValueError(f"nonfinite loss mode must be 'stop' or 'skip', got {mode!r}")
         self.mode = mode
         self.skipped = 0
+        self._buffers: list[torch.Tensor] = []
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on ``engine`` (a MONAI trainer)."""
+        if self.mode == "skip":
+            engine.add_event_handler(Events.ITERATION_STARTED, self._keep_buffers)
         engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
+
+    def _keep_buffers(self, engine: Engine) -> None:
+        # running statistics are a few thousand numbers: copying them each step costs next to nothing
+        self._buffers = [b.detach().clone() for b in engine.network.buffers()]
+
+    def _restore_buffers(self, engine: Engine) -> None:
+        with torch.no_grad():
+            for buffer, kept in zip(engine.network.buffers(), self._buffers):
+                buffer.copy_(kept)
 
     def __call__(self, engine: Engine) -> None:
         loss = engine.state.output[CommonKeys.LOSS]
@@ -44,6 +58,7 @@ class NonFiniteLossHandler:
             raise NonFiniteLossError(f"training loss is {loss.item()} at {where}; stopping, last checkpoint kept")
         self.skipped += 1
         logger.warning("training loss is %s at %s; step skipped (%d so far)", loss.item(), where, self.skipped)
+        self._restore_buffers(engine)
         if getattr(engine, "amp", False) and getattr(engine, "scaler", None) is not None:
             return  # the grad scaler finds the non-finite gradients and skips the optimizer step itself
         # a leaf with no path to the weights: backward() gives them no gradient, and SGD skips gradient-less params

@@ -115,12 +115,13 @@ def test_stop_leaves_an_earlier_checkpoint_file_untouched(tmp_path):
 def test_skip_drops_the_step_and_training_goes_on():
     trainer, handler = make_trainer("skip", {2}, max_epochs=2)
     net = trainer.network
-    snapshots, buffers, losses = {}, {}, {}
+    snapshots, buffers, statistics, losses = {}, {}, {}, {}
 
     def record(engine):
         it = engine.state.iteration
         snapshots[it] = params(net)
         buffers[it] = momentum(engine.optimizer)
+        statistics[it] = {k: v.clone() for k, v in net.named_buffers()}
         losses[it] = float(engine.state.output[0]["loss"])
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED, record)
@@ -131,6 +132,8 @@ def test_skip_drops_the_step_and_training_goes_on():
     assert handler.skipped == 1
     assert same(snapshots[2], snapshots[1])  # the NaN step left every weight ...
     assert all(torch.equal(a, b) for a, b in zip(buffers[2], buffers[1]))  # ... and the momentum as they were
+    assert statistics[2].keys() and same(statistics[2], statistics[1])  # BatchNorm never saw the bad batch
+    assert not same(statistics[3], statistics[2])
     assert not same(snapshots[3], snapshots[2])  # later steps train again
     assert not same(snapshots[1], initial)
     assert all(torch.isfinite(v).all() for v in params(net).values())
