@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, default=1, help="DataLoader worker processes")
     parser.add_argument("--num-writers", type=int, default=2, help="writer threads")
     parser.add_argument("--formats", nargs="+", default=("prob", "mask", "overlay"))
-    parser.add_argument("--overlay-format", choices=("png", "jpeg"), default="png")
+    parser.add_argument("--overlay-format", choices=("png", "jpeg"), help="default: the bundle's setting")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA only)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
@@ -103,7 +103,7 @@ def overrides(args: argparse.Namespace, inference: dict[str, Any]) -> dict[str, 
         # random weights: the rate does not depend on them
         network="$@network_def.to(@device).eval()",
     )
-    if "overlay_format" in inference:
+    if args.overlay_format is not None:
         values["overlay_format"] = args.overlay_format
     return values
 
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{tuple(samples[0][runner.image_key].shape[1:])}, device {args.device}{' amp' if args.amp else ''}, "
         f"torch threads {torch.get_num_threads()}, {len(items)} images"
     )
-    print(f"settings   : {json.dumps(shown)}")
+    print(f"settings   : {json.dumps(shown)}, overlay {parser['overlay_format']}")
     print(f"end-to-end : {e2e:.4f} images/s")
     print(f"model-only : {model:.4f} images/s ({1 / model:.2f} s per image)")
     print(f"ratio      : {100 * e2e / model:.1f}% of model-only")

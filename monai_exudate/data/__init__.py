@@ -1,5 +1,5 @@
-"""Fundus data: dataset indexers, readers, dictionary transforms, data checks and the synthetic default dataset."""
+"""Fundus data: dataset indexers, readers, dictionary transforms, resizing, data checks, the synthetic default set."""
 
-from monai_exudate.data import checks, default_dataset, indexers, layouts, readers, synthetic, transforms
+from monai_exudate.data import checks, default_dataset, indexers, layouts, readers, resize, synthetic, transforms
 
-__all__ = ["checks", "default_dataset", "indexers", "layouts", "readers", "synthetic", "transforms"]
+__all__ = ["checks", "default_dataset", "indexers", "layouts", "readers", "resize", "synthetic", "transforms"]

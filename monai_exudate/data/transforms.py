@@ -1,4 +1,4 @@
-"""Dictionary transforms for fundus photographs: loading, field-of-view crop, square padding, resizing, augmentation."""
+"""Dictionary transforms for fundus photographs: loading, field-of-view crop, square padding, augmentation."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from monai.transforms import (
     LoadImage,
     MapTransform,
     RandomizableTransform,
-    Resized,
     Rotate90,
     SpatialCrop,
     SpatialPad,
 )
-from monai.utils import InterpolateMode, TraceKeys, ensure_tuple_rep, look_up_option
+from monai.utils import TraceKeys, ensure_tuple_rep
 
 from monai_exudate.data.layouts import IDRID_MASKS
 from monai_exudate.data.readers import FundusImageReader, LesionMaskReader
@@ -228,39 +227,6 @@ class PadToSquared(MapTransform, InvertibleTransform):
             cropper = SpatialCrop(roi_start=roi_start, roi_end=roi_end)
             with cropper.trace_transform(False):
                 d[key] = cropper(img)
-        return d
-
-
-class SmoothInverseResized(Resized):
-    """``Resized`` whose inverse interpolates with ``inverse_mode`` instead of the forward ``mode``.
-
-    Photographs are shrunk by area averaging (no aliasing of small lesions), but MONAI inverts a resize with the
-    forward mode, and area "upsampling" repeats each pixel: a prediction mapped back to a 12-megapixel photograph
-    would come out in blocks of about 10x10 pixels. Bilinear interpolation maps it back smoothly. ``inverse_mode``
-    may be one mode or one per key (e.g. "nearest" for a label).
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        spatial_size: Sequence[int] | int,
-        mode: Sequence[str] | str = "area",
-        inverse_mode: Sequence[str] | str = "bilinear",
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, spatial_size=spatial_size, mode=mode, allow_missing_keys=allow_missing_keys)
-        modes = ensure_tuple_rep(inverse_mode, len(self.keys))
-        self.inverse_mode = tuple(look_up_option(m, InterpolateMode).value for m in modes)
-
-    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key, mode in self.key_iterator(d, self.inverse_mode):
-            transform = dict(self.resizer.pop_transform(d[key]))
-            linear = mode in ("linear", "bilinear", "bicubic", "trilinear")
-            extra = dict(transform[TraceKeys.EXTRA_INFO])
-            extra.update(mode=mode, align_corners=False if linear else TraceKeys.NONE)
-            transform[TraceKeys.EXTRA_INFO] = extra
-            d[key] = self.resizer.inverse_transform(d[key], transform)
         return d
 
 

@@ -16,7 +16,6 @@ from monai_exudate.data.transforms import (
     LoadFundusd,
     PadToSquared,
     RandFlipRotate90d,
-    SmoothInverseResized,
     _quantile,
 )
 
@@ -121,34 +120,6 @@ def test_augmentation_keeps_image_and_masks_aligned(shape):
         assert tuple(out["image"].shape[1:]) == shape  # non-square images never change shape
         seen.add((aug._quarter_turns, aug._flip))
     assert len(seen) == (8 if shape[0] == shape[1] else 4)
-
-
-def test_smooth_inverse_resize_maps_predictions_back_without_blocks():
-    """Area shrinking is inverted by bilinear interpolation: a ramp comes back as a ramp, not as 8x8 blocks."""
-    data = {"image": MetaTensor(torch.rand(3, 64, 48)), "label": MetaTensor(torch.zeros(1, 64, 48))}
-    data["label"][0, 16:32, 8:24] = 1
-    resize = SmoothInverseResized(keys=["image", "label"], spatial_size=(8, 6), inverse_mode=("bilinear", "nearest"))
-    out = resize(data)
-    ramp = torch.arange(8.0).reshape(1, 8, 1).expand(1, 8, 6)
-    pred = MetaTensor(ramp.clone(), meta=out["image"].meta, applied_operations=out["image"].applied_operations)
-    back = resize.inverse({"image": pred, "label": out["label"]})
-    assert tuple(back["image"].shape) == (1, 64, 48)
-    column = back["image"][0, :, 20]
-    steps = torch.diff(column[4:-4])  # away from the clamped borders every step rises
-    assert bool((steps > 0).all()), column
-    label = back["label"][0]
-    assert set(torch.unique(label).tolist()) <= {0.0, 1.0}  # nearest for the label
-    assert float(label[16:32, 8:24].mean()) == 1.0 and float(label.sum()) == 256
-    # MONAI's own inverse repeats the area mode: the same prediction comes back in constant blocks
-    plain = Resized(keys="image", spatial_size=(8, 6), mode="area")
-    out = plain({"image": MetaTensor(torch.rand(3, 64, 48))})
-    pred = MetaTensor(ramp.clone(), meta=out["image"].meta, applied_operations=out["image"].applied_operations)
-    assert int((torch.diff(plain.inverse({"image": pred})["image"][0, :, 20]) > 0).sum()) == 7
-
-
-def test_smooth_inverse_resize_rejects_an_unknown_mode():
-    with pytest.raises(ValueError, match="smooth"):
-        SmoothInverseResized(keys="image", spatial_size=(8, 8), inverse_mode="smooth")
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 4321])
