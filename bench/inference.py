@@ -9,8 +9,8 @@ input-size settings of the bundle's ``configs/idrid.json`` (the configuration me
   network, inversion to the original grid, PNG maps, masks, overlays and summary.csv in writer threads.
 - model-only: the same images preprocessed once beforehand, then ``inferer(batch, network)`` in a loop with the
   same batch size, the host-to-device copy and the copy of the result back included.
-- host work: the CPU seconds per image of reading + preprocessing and of inverting + writing, each timed alone in
-  one thread: the work the runner must hide behind the network.
+- host work: the CPU seconds per image of reading + preprocessing and of mapping back + writing, each timed alone
+  in one thread: the work the runner must hide behind the network (on a GPU the mapping back runs there).
 
 The ratio end-to-end / model-only is the share of the network's rate the whole pipeline keeps (target >= 90%). It
 can only get there when the network is the bottleneck and the host work runs beside it: on a GPU, or on a CPU when
@@ -177,7 +177,8 @@ def writing_seconds(runner, samples: list[dict], preds: list[torch.Tensor], scra
     start = time.thread_time()
     for sample, pred in zip(samples, preds):
         info = {k: v for k, v in sample.items() if k != runner.image_key}
-        runner._finish(state, sample[runner.image_key], pred, info)
+        levels, volume = runner._map_back(pred.to(runner.device), sample[runner.image_key], info)
+        runner._write(state, levels, volume, info)
     spent = time.thread_time() - start
     state.raise_if_fatal()
     return spent / len(samples)
@@ -208,12 +209,17 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"the run did not process every image: {report}")
         peak, worker_peak = peak_memory_mib()
         cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.device(args.device).type == "cuda" else None
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # host work timed in one thread, as a DataLoader worker runs
         samples, reading = preprocess(runner, items)
+        torch.set_num_threads(threads)
         model, preds = model_only_rate(runner, samples, args)
         (scratch / "writes").mkdir()
         runner.output_dir = scratch / "writes"
         runner.layout.output_dir = runner.output_dir
+        torch.set_num_threads(1)
         writing = writing_seconds(runner, samples, preds, runner.output_dir)
+        torch.set_num_threads(threads)
     params = sum(p.numel() for p in network.parameters()) / 1e6
     print(
         f"bundle {args.bundle}, profile {args.profile}, {params:.2f}M parameters, input "

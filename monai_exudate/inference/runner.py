@@ -285,8 +285,14 @@ class FundusInferenceRunner:
                     pred = self._check_prediction(pred, images)
                     samples = decollate_batch({self.image_key: images})
                     for sample, info, prob in zip(samples, group["info"], pred):
+                        try:
+                            levels, volume = self._map_back(prob, sample[self.image_key], info)
+                        except Exception as err:  # one image's failure must not stop the others
+                            state.fail(str(info["path"]), f"could not map the prediction back ({_describe(err)})")
+                            bar.update(1)
+                            continue
                         slots.acquire()
-                        pool.submit(self._finish, state, sample[self.image_key], prob, info).add_done_callback(written)
+                        pool.submit(self._write, state, levels, volume, info).add_done_callback(written)
                 state.raise_if_fatal()
             pool.shutdown(wait=True)
         finally:
@@ -320,20 +326,32 @@ class FundusInferenceRunner:
         )
         return torch.as_tensor(self.preprocessing.inverse({self.image_key: pred})[self.image_key])
 
-    def _finish(self, state: _RunState, image: MetaTensor, prob: torch.Tensor, info: Mapping[str, Any]) -> None:
-        """Writer thread: invert one prediction, write its files and its summary rows."""
+    def _map_back(
+        self, prob: torch.Tensor, image: MetaTensor, info: Mapping[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """8-bit levels (C, H, W) of one prediction on the photograph's grid, and the float maps when ``nifti``.
+
+        Runs in the loop's thread, on the prediction's device: on a GPU the inversion is a few kernels and only
+        8-bit levels cross to the host; on a CPU it uses torch's thread pool once, instead of every writer thread
+        starting its own next to the network's.
+        """
+        with torch.no_grad():
+            prob = self._invert(prob, image)
+            levels = prob.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+            # MONAI's PIL reader orders space as (width, height): image files want rows first
+            levels = levels.transpose(1, 2).contiguous().cpu().numpy()
+            volume = prob.float().transpose(1, 2).cpu().numpy() if self.nifti else None
+        original = info.get("original")
+        size = tuple(original.shape[1:]) if original is not None else tuple(image.meta.get("spatial_shape", ()))
+        if size and tuple(levels.shape[:0:-1]) != tuple(int(s) for s in size):
+            raise ValueError(f"inverted prediction has size {levels.shape[:0:-1]} but the image has size {size}")
+        return levels, volume
+
+    def _write(self, state: _RunState, levels: np.ndarray, volume: np.ndarray | None, info: Mapping[str, Any]) -> None:
+        """Writer thread: one image's files and summary rows from its 8-bit levels (C, H, W)."""
         path = str(info["path"])
         stem = Path(path).stem
         try:
-            with torch.no_grad():
-                prob = self._invert(prob, image)
-                levels = prob.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-                # MONAI's PIL reader orders space as (width, height): image files want rows first
-                levels = levels.transpose(1, 2).contiguous().cpu().numpy()
-            original = info.get("original")
-            size = tuple(original.shape[1:]) if original is not None else tuple(image.meta.get("spatial_shape", ()))
-            if size and tuple(levels.shape[:0:-1]) != tuple(int(s) for s in size):
-                raise ValueError(f"inverted prediction has size {levels.shape[:0:-1]} but the image has size {size}")
             masks = levels > self._mask_above
             level = self.png_compress_level
             for c, lesion in enumerate(self.lesion_names):
@@ -342,15 +360,21 @@ class FundusInferenceRunner:
                 if "mask" in self.formats:
                     mask_png = encode_png(masks[c].astype(np.uint8) * np.uint8(255), level)
                     atomic_write_bytes(self.layout.mask(stem, lesion), mask_png)
+            original = info.get("original")
             if "overlay" in self.formats and original is not None:
                 photo = original.numpy().transpose(2, 1, 0)
                 overlay = paint_overlay(photo, masks, self.colours, self.overlay_alpha)
                 data = encode_png(overlay, level) if self.overlay_format == "png" else encode_jpeg(overlay)
                 atomic_write_bytes(self.layout.overlay(stem), data)
-            if self.nifti:
-                volume = prob.float().cpu().numpy().transpose(0, 2, 1)
+            if volume is not None:
                 atomic_write_bytes(self.layout.nifti_prob(stem), encode_nifti(volume, self.lesion_names))
             state.table.update(path, summary_rows(path, masks, self.lesion_names, int(info["fov_pixels"])))
             state.succeeded()
         except Exception as err:  # one image's failure must not stop the others
-            state.fail(path, f"could not write outputs ({type(err).__name__}: {err})")
+            state.fail(path, f"could not write outputs ({_describe(err)})")
+
+
+def _describe(err: BaseException) -> str:
+    while err.__cause__ is not None:  # MONAI's Compose wraps a failing transform's error: the innermost says why
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"

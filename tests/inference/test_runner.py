@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from monai.inferers import SimpleInferer
-from monai.transforms import Compose, EnsureTyped, NormalizeIntensityd, Resized
+from monai.transforms import Compose, EnsureTyped, InvertibleTransform, MapTransform, NormalizeIntensityd, Resized
 from PIL import Image
 from torch import nn
 
@@ -358,3 +358,38 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
         assert _read(out / f"{path.stem}_overlay.jpg").shape == (height, width, 3)
     assert [(r["image"], r["lesion"]) for r in _summary(out)] == [(str(p), "EX") for p in inputs]
     assert "broken.jpg" in (out / "failures.csv").read_text()
+
+
+class _FailsToInvertFor(MapTransform, InvertibleTransform):
+    """Identity forward; the inverse raises for photographs whose file name contains ``word``."""
+
+    def __init__(self, word: str) -> None:
+        MapTransform.__init__(self, keys="image")
+        self.word = word
+
+    def __call__(self, data):
+        d = dict(data)
+        self.push_transform(d["image"], extra_info={"path": str(d["image"].meta["filename_or_obj"])})
+        return d
+
+    def inverse(self, data):
+        d = dict(data)
+        path = self.pop_transform(d["image"])["extra_info"]["path"]
+        if self.word in Path(path).name:
+            raise RuntimeError("inverse refused")
+        return d
+
+
+def test_an_image_that_cannot_be_mapped_back_or_written_fails_alone(tmp_path) -> None:
+    inputs = [_write(tmp_path / "in" / f"{name}.png", seed=i) for i, name in enumerate(("good", "bad", "locked"))]
+    preprocessing = Compose([*_identity_preprocessing().transforms, _FailsToInvertFor("bad")])
+    out = tmp_path / "out"
+    (out / "locked_EX_prob.png").mkdir(parents=True)  # a folder where the file should go: the write fails
+    report = _runner(out, ChannelProbe([0]), preprocessing).run(inputs)
+    assert report.processed == 1 and [Path(p).name for p, _ in report.failed] == ["bad.png", "locked.png"]
+    reasons = dict((Path(p).name, r) for p, r in report.failed)
+    assert "could not map the prediction back (RuntimeError: inverse refused)" in reasons["bad.png"]
+    assert "could not write outputs" in reasons["locked.png"]
+    assert [r["image"] for r in _summary(out)] == [str(inputs[0])]
+    with pytest.raises(ValueError, match=r"bad\.png: could not map the prediction back"):
+        _runner(tmp_path / "strict", ChannelProbe([0]), preprocessing, strict=True).run(inputs[1:2])
