@@ -183,15 +183,21 @@ class HRDecoder(nn.Module):
         """HR fusion: average of LR logits and decoded window crops, at 1/4 of ``height x width``."""
         boxes = window_boxes(height, width, self.hr_scale)
         wy, wx = (boxes[0][2] - boxes[0][0]) // 4, (boxes[0][3] - boxes[0][1]) // 4
-        crops = self._crop_features(feats, boxes)
-        hr_logits = self.head(crops if self.downscale == 1 else self._resize(crops, (wy, wx)))
         lr4 = lr_logits if self.downscale == 1 else self._resize(lr_logits, (height // 4, width // 4))
-        total = hr_logits.new_zeros(lr4.shape)
-        count = hr_logits.new_zeros((1, 1, height // 4, width // 4))
-        batch = feats.shape[0]
-        for k, (y0, x0, _, _) in enumerate(boxes):
-            total[:, :, y0 // 4 : y0 // 4 + wy, x0 // 4 : x0 // 4 + wx] += hr_logits[k * batch : (k + 1) * batch]
-            count[:, :, y0 // 4 : y0 // 4 + wy, x0 // 4 : x0 // 4 + wx] += 1
+        total = lr4.new_zeros(lr4.shape)
+        count = lr4.new_zeros((1, 1, height // 4, width // 4))
+        # training decodes every window in one batch, so the head's BatchNorm sees them together as published; in
+        # eval mode (running statistics) one window at a time gives the same logits and keeps only one window's
+        # up-scaled features in memory
+        groups = [boxes] if self.training else [[box] for box in boxes]
+        for group in groups:
+            crops = self._crop_features(feats, group)
+            hr_logits = self.head(crops if self.downscale == 1 else self._resize(crops, (wy, wx)))
+            batch = feats.shape[0]
+            for k, (y0, x0, _, _) in enumerate(group):
+                window = (slice(None), slice(None), slice(y0 // 4, y0 // 4 + wy), slice(x0 // 4, x0 // 4 + wx))
+                total[window] += hr_logits[k * batch : (k + 1) * batch]
+                count[window] += 1
         return 0.5 * (lr4 + total / count)
 
     def sample_boxes(self, height: int, width: int) -> torch.Tensor:

@@ -126,6 +126,18 @@ def test_fusion_is_average_of_lr_and_window_logits():
         assert not torch.allclose(got, lr_only, atol=1e-3)
 
 
+def test_windows_decoded_together_in_training_and_one_by_one_in_eval_agree():
+    """Without BatchNorm in the head the batched (training) and the per-window (eval) fusion give the same map."""
+    torch.manual_seed(0)
+    net = HRDecoder(PoolBackbone(), num_classes=2, backbone_channels=3, hr_scale=32, num_crops=0)
+    net.head = nn.Conv2d(3, 2, kernel_size=3, padding=1)
+    x = torch.rand(2, 3, 96, 64)
+    with torch.no_grad():
+        batched = torch.sigmoid(net.train()(x)["fused"])
+        windowed = net.eval()(x)
+    assert torch.allclose(batched, windowed, atol=1e-6)
+
+
 def test_fused_map_aligned_with_image():
     net = HRDecoder(PoolBackbone(), num_classes=2, backbone_channels=2, hr_scale=32, num_crops=0).train()
     net.head = nn.Identity()
