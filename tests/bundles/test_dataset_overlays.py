@@ -1,0 +1,43 @@
+"""Inference with a dataset overlay builds the network and input geometry that training with it used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from PIL import Image
+
+BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+# (bundle, overlay, input size key, what preprocessing makes of a 1000x700 photograph with a 700x600 field of view)
+CASES = [
+    ("exudate_dsm", "idrid.json", "spatial_size", (1440, 960)),
+    ("exudate_dsm", "ddr.json", "spatial_size", (1024, 1024)),
+    ("fundus_lesion_hrdecoder", "idrid.json", "resize_size", (2880, 1920)),
+    ("fundus_lesion_hrdecoder", "ddr.json", "resize_size", (2048, 1755)),  # FOV crop 700x600 first
+]
+
+
+def _parser(bundle: str, *configs: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLES / bundle / "configs" / c) for c in configs])
+    return parser
+
+
+@pytest.mark.parametrize(("bundle", "overlay", "size_key", "expected"), CASES)
+def test_inference_with_the_overlay_matches_training(tmp_path, bundle, overlay, size_key, expected):
+    inference = _parser(bundle, "inference.json", overlay)
+    training = _parser(bundle, "train.json", overlay)
+    assert inference[size_key] == training[size_key]
+    shapes = [
+        {k: tuple(v.shape) for k, v in p.get_parsed_content("network_def").state_dict().items()}
+        for p in (inference, training)
+    ]
+    assert shapes[0] == shapes[1]  # a checkpoint of the training run loads into the inference network
+    photo = np.zeros((700, 1000, 3), np.uint8)
+    photo[50:650, 150:850] = (170, 90, 40)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    image = inference.get_parsed_content("preprocessing")({"image": str(tmp_path / "photo.png")})["image"]
+    assert tuple(image.shape) == (3, *expected) and image.dtype == torch.float32
