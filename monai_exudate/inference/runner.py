@@ -93,10 +93,11 @@ class FundusInferenceRunner:
     """Segment fundus photographs and write per-lesion maps, overlays and a lesion table at the original size.
 
     Images stream through a DataLoader (reading and preprocessing in ``num_workers`` processes), the network (eval
-    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``), and a pool of ``num_writers`` threads that
-    invert the preprocessing on each prediction (``Compose.inverse``, back to the photograph's pixel grid) and
-    write the files; at most ``2 * num_writers`` predictions wait for writing, so memory does not grow with the
-    number of images. Outputs in ``output_dir`` per image (``stem`` = the image file's stem), for each lesion:
+    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``) and the inversion of the preprocessing on each
+    prediction (``Compose.inverse``, back to the photograph's pixel grid, on the network's device), then to a pool of
+    ``num_writers`` threads that write the files; at most ``2 * num_writers`` images wait for writing, so memory
+    does not grow with the number of images. Outputs in ``output_dir`` per image (``stem`` = the image file's
+    stem), for each lesion:
     ``<stem>_<LESION>_prob.png`` (8-bit, round(p * 255)) and ``<stem>_<LESION>_mask.png`` (0/255, set where
     round(p * 255) / 255 > threshold, the rule of the project's metrics); ``<stem>_overlay.png`` (masks blended
     in a fixed colour per lesion over the photograph; ``.jpg`` with ``overlay_format="jpeg"``);
