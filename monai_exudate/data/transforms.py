@@ -20,7 +20,8 @@ from monai.transforms import (
     SpatialCrop,
     SpatialPad,
 )
-from monai.utils import TraceKeys, ensure_tuple_rep
+from monai.transforms.utils import generate_spatial_bounding_box
+from monai.utils import TraceKeys
 
 from monai_exudate.data.layouts import IDRID_MASKS
 from monai_exudate.data.readers import FundusImageReader, LesionMaskReader
@@ -139,19 +140,6 @@ def _quantile(values: torch.Tensor, q: float) -> float:
     return low + (position - below) * (high - low)
 
 
-def _bounding_box(mask: torch.Tensor, margin: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end of the box around the set pixels of a 2-D mask, grown by ``margin`` and kept in the frame."""
-    margins = ensure_tuple_rep(margin, 2)
-    start, end = [], []
-    for axis in range(2):
-        present = torch.nonzero(mask.any(dim=1 - axis)).flatten()
-        if present.numel() == 0:
-            return np.zeros(2, dtype=int), np.zeros(2, dtype=int)
-        start.append(max(int(present[0]) - margins[axis], 0))
-        end.append(min(int(present[-1]) + 1 + margins[axis], mask.shape[axis]))
-    return np.asarray(start), np.asarray(end)
-
-
 class FieldOfViewCropd(CropForegroundd):
     """Crop every key to the bounding box of the field of view found in ``source_key`` (invertible).
 
@@ -186,7 +174,8 @@ class FieldOfViewCropd(CropForegroundd):
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict[Hashable, Any]:
         d = dict(data)
         inside = self.selector(d[self.source_key])
-        box_start, box_end = _bounding_box(inside[0], self.cropper.margin)
+        start, end = generate_spatial_bounding_box(inside, margin=self.cropper.margin, allow_smaller=True)
+        box_start, box_end = np.asarray(start), np.asarray(end)
         lazy_ = self.lazy if lazy is None else lazy
         for key, mode in self.key_iterator(d, self.mode):
             d[key] = self.cropper.crop_pad(img=d[key], box_start=box_start, box_end=box_end, mode=mode, lazy=lazy_)
