@@ -57,8 +57,8 @@ def check_image_file(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    # MONAI's Compose wraps a failing transform's error; the innermost one says what is wrong
+def root_cause(err: BaseException) -> BaseException:
+    """The innermost cause of ``err``: MONAI's Compose wraps a failing transform's error, the innermost says why."""
     while err.__cause__ is not None:
         err = err.__cause__
     return err
@@ -110,7 +110,7 @@ class InferenceDataset(torch.utils.data.Dataset):
             if fov_pixels is None:
                 fov_pixels = field_of_view_pixels(original, self.fov_selector)
         except Exception as err:  # any failure of one image must not stop the run
-            cause = _root_cause(err)
+            cause = root_cause(err)
             return {"path": path, "error": f"preprocessing failed ({type(cause).__name__}: {cause})"}
         out = {"path": path, self.image_key: sample[self.image_key], "fov_pixels": int(fov_pixels)}
         if self.keep_original:

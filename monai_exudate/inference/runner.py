@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
-from monai_exudate.inference.dataset import InferenceDataset, collate_inference
+from monai_exudate.inference.dataset import InferenceDataset, collate_inference, root_cause
 from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import (
@@ -376,6 +376,5 @@ class FundusInferenceRunner:
 
 
 def _describe(err: BaseException) -> str:
-    while err.__cause__ is not None:  # MONAI's Compose wraps a failing transform's error: the innermost says why
-        err = err.__cause__
-    return f"{type(err).__name__}: {err}"
+    cause = root_cause(err)
+    return f"{type(cause).__name__}: {cause}"
