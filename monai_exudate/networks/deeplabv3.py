@@ -8,20 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_exudate.networks.blocks import conv_bn_relu
 from monai_exudate.networks.pretrained import init_head_weights
 from monai_exudate.networks.pspnet import check_batch_for_pooling
 from monai_exudate.networks.resnet import DilatedResNet
 
 __all__ = ["ASPPHead", "DeepLabV3"]
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1) -> nn.Sequential:
-    padding = dilation * (kernel_size // 2)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class ASPPHead(nn.Module):
@@ -42,11 +34,11 @@ class ASPPHead(nn.Module):
         super().__init__()
         channels = max(in_channels // 8, 1)
         self.branches = nn.ModuleList(
-            [_conv_bn_relu(in_channels, channels)] + [_conv_bn_relu(in_channels, channels, 3, int(r)) for r in rates]
+            [conv_bn_relu(in_channels, channels)] + [conv_bn_relu(in_channels, channels, 3, int(r)) for r in rates]
         )
-        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv_bn_relu(in_channels, channels))
-        self.project = nn.Sequential(_conv_bn_relu((len(rates) + 2) * channels, channels), nn.Dropout2d(dropout))
-        self.bottleneck = _conv_bn_relu(channels, channels, kernel_size=3)
+        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv_bn_relu(in_channels, channels))
+        self.project = nn.Sequential(conv_bn_relu((len(rates) + 2) * channels, channels), nn.Dropout2d(dropout))
+        self.bottleneck = conv_bn_relu(channels, channels, kernel_size=3)
         self.classifier = nn.Conv2d(channels, out_channels, kernel_size=1)
         init_head_weights(self)
 

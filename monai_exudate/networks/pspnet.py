@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_exudate.networks.blocks import conv_bn_relu
 from monai_exudate.networks.pretrained import init_head_weights
 from monai_exudate.networks.resnet import DilatedResNet
 
@@ -44,20 +45,9 @@ class PSPHead(nn.Module):
         pool_channels = max(in_channels // len(bins), 1)
         mid_channels = max(in_channels // 4, 1)
         self.stages = nn.ModuleList(
-            nn.Sequential(
-                nn.AdaptiveAvgPool2d(int(b)),
-                nn.Conv2d(in_channels, pool_channels, kernel_size=1, bias=False),
-                nn.BatchNorm2d(pool_channels),
-                nn.ReLU(inplace=True),
-            )
-            for b in bins
+            nn.Sequential(nn.AdaptiveAvgPool2d(int(b)), *conv_bn_relu(in_channels, pool_channels)) for b in bins
         )
-        self.bottleneck = nn.Sequential(
-            nn.Conv2d(in_channels + len(bins) * pool_channels, mid_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(mid_channels),
-            nn.ReLU(inplace=True),
-            nn.Dropout2d(dropout),
-        )
+        self.bottleneck = conv_bn_relu(in_channels + len(bins) * pool_channels, mid_channels, 3, dropout=dropout)
         self.classifier = nn.Conv2d(mid_channels, out_channels, kernel_size=1)
         init_head_weights(self)
 
@@ -80,12 +70,7 @@ class AuxHead(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.1) -> None:
         super().__init__()
         mid_channels = max(in_channels // 4, 1)
-        self.block = nn.Sequential(
-            nn.Conv2d(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(mid_channels),
-            nn.ReLU(inplace=True),
-            nn.Dropout2d(dropout),
-        )
+        self.block = conv_bn_relu(in_channels, mid_channels, 3, dropout=dropout)
         self.classifier = nn.Conv2d(mid_channels, out_channels, kernel_size=1)
         init_head_weights(self)
 
