@@ -39,7 +39,19 @@ def _match_size(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits, size=target.shape[2:], mode=mode, align_corners=False)
 
 
-class SingleBranchLoss(nn.Module):
+class _WeightedSupervision(nn.Module):
+    """A loss with the weights of the auxiliary-classifier and side-output terms, checked once."""
+
+    def __init__(self, loss: nn.Module, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
+        super().__init__()
+        if aux_weight < 0 or side_weight < 0:
+            raise ValueError(f"aux_weight and side_weight must be non-negative, got {aux_weight} and {side_weight}.")
+        self.loss = loss
+        self.aux_weight = float(aux_weight)
+        self.side_weight = float(side_weight)
+
+
+class SingleBranchLoss(_WeightedSupervision):
     """``loss(out) + aux_weight * loss(aux) + side_weight * sum(loss(side_k))`` against one target.
 
     Outputs missing from the network's dict are skipped; outputs smaller than the target are upsampled bilinearly.
@@ -49,14 +61,6 @@ class SingleBranchLoss(nn.Module):
         aux_weight: weight of the auxiliary-classifier term (0.2 in the authors' PSPNet code).
         side_weight: weight of each side-output term (HED deep supervision).
     """
-
-    def __init__(self, loss: nn.Module, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
-        super().__init__()
-        if aux_weight < 0 or side_weight < 0:
-            raise ValueError(f"aux_weight and side_weight must be non-negative, got {aux_weight} and {side_weight}.")
-        self.loss = loss
-        self.aux_weight = float(aux_weight)
-        self.side_weight = float(side_weight)
 
     def forward(self, outputs: torch.Tensor | Mapping, target: torch.Tensor) -> torch.Tensor:
         """Scalar loss of the network's training ``outputs`` against ``target``."""
@@ -69,7 +73,7 @@ class SingleBranchLoss(nn.Module):
         return total
 
 
-class DualBranchLoss(nn.Module):
+class DualBranchLoss(_WeightedSupervision):
     """DSM loss applied to every matching output pair of the large and small branches of a dual network.
 
     ``outputs`` is ``{"large": branch, "small": branch}``, each branch a tensor or
@@ -84,12 +88,7 @@ class DualBranchLoss(nn.Module):
     """
 
     def __init__(self, loss: DSMLoss, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
-        super().__init__()
-        if aux_weight < 0 or side_weight < 0:
-            raise ValueError(f"aux_weight and side_weight must be non-negative, got {aux_weight} and {side_weight}.")
-        self.loss = loss
-        self.aux_weight = float(aux_weight)
-        self.side_weight = float(side_weight)
+        super().__init__(loss, aux_weight, side_weight)
 
     def _pair(
         self, large: torch.Tensor, target_large: torch.Tensor, small: torch.Tensor, target_small: torch.Tensor
