@@ -173,11 +173,14 @@ class _LesionMetric(Metric):
         if have is not None and have != got:
             raise ValueError(f"{type(self).__name__}: pred has {got} channels, expected {have}.")
 
-    def _check_channel_arg(self, channel: int | None, num_channels: int | None) -> None:
+    def _set_channels(self, channel: int | None, num_channels: int | None) -> None:
+        """Check and keep the reported channel (None: the mean) and the channel count allocated up front."""
         if channel is not None and (channel < 0 or (num_channels is not None and channel >= num_channels)):
             raise ValueError(f"channel must be a valid channel index, got {channel}.")
         if num_channels is not None and num_channels < 1:
             raise ValueError(f"num_channels must be positive, got {num_channels}.")
+        self.channel = channel
+        self.num_channels = num_channels
 
 
 class PixelMetric(_LesionMetric):
@@ -207,10 +210,8 @@ class PixelMetric(_LesionMetric):
     ) -> None:
         if name not in PIXEL_METRIC_NAMES:
             raise ValueError(f"name must be one of {PIXEL_METRIC_NAMES}, got {name!r}.")
-        self._check_channel_arg(channel, num_channels)
+        self._set_channels(channel, num_channels)
         self.name = name
-        self.channel = channel
-        self.num_channels = num_channels
         super().__init__(output_transform, device, missing_masks, present_key, threshold)
 
     @reinit__is_reduced
@@ -262,9 +263,7 @@ class RegionFMetric(_LesionMetric):
         num_channels: int | None = None,
     ) -> None:
         self.sigma = check_sigmas([sigma])[0]
-        self._check_channel_arg(channel, num_channels)
-        self.channel = channel
-        self.num_channels = num_channels
+        self._set_channels(channel, num_channels)
         super().__init__(output_transform, device, missing_masks, present_key, threshold)
 
     @reinit__is_reduced
