@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 from monai.data import PILReader
-from PIL import Image
+from PIL import Image, ImageOps
 
 # Values strictly between these fractions of the full scale are "ambiguous" for a binary mask; JPEG-compressed
 # masks have a thin band of them along lesion edges, a grey-level image has them everywhere.
 AMBIGUOUS_BAND = (0.25, 0.75)
 # More ambiguous pixels than this fraction of the image means the file is not a binary mask.
 MAX_AMBIGUOUS_FRACTION = 0.01
+EXIF_ORIENTATION = 0x0112
+
+
+def apply_orientation(image: Image.Image) -> Image.Image:
+    """Turn ``image`` as its EXIF orientation tag says, so its pixels are the photograph as a viewer shows it."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (None, 1):
+        return image  # no tag, or upright: skip the copy ``exif_transpose`` would make
+    return ImageOps.exif_transpose(image)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -67,19 +75,25 @@ def ambiguous_fraction(image: Image.Image) -> float:
     return float(np.count_nonzero((arr > low) & (arr < high))) / arr.size
 
 
+def _upright_rgb(image: Image.Image) -> Image.Image:
+    return to_rgb(apply_orientation(image))
+
+
 def _binary_image(image: Image.Image) -> Image.Image:
-    return Image.fromarray(binarise_mask(image))
+    return Image.fromarray(binarise_mask(apply_orientation(image)))
 
 
 class FundusImageReader(PILReader):
-    """MONAI ``PILReader`` that always yields 3-channel 8-bit RGB (grey, palette, RGBA and 16-bit converted)."""
+    """MONAI ``PILReader`` that always yields 3-channel 8-bit RGB (grey, palette, RGBA and 16-bit converted),
+    turned upright by the EXIF orientation tag."""
 
     def __init__(self, reverse_indexing: bool = True, **kwargs) -> None:
-        super().__init__(converter=to_rgb, reverse_indexing=reverse_indexing, **kwargs)
+        super().__init__(converter=_upright_rgb, reverse_indexing=reverse_indexing, **kwargs)
 
 
 class LesionMaskReader(PILReader):
-    """MONAI ``PILReader`` that binarises lesion masks (palette, 0/255, 0/1, red-on-black RGB, JPEG) to {0, 1}."""
+    """MONAI ``PILReader`` that binarises lesion masks (palette, 0/255, 0/1, red-on-black RGB, JPEG) to {0, 1},
+    turned upright by the EXIF orientation tag like the photographs."""
 
     def __init__(self, reverse_indexing: bool = True, **kwargs) -> None:
         super().__init__(converter=_binary_image, reverse_indexing=reverse_indexing, **kwargs)

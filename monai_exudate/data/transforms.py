@@ -92,8 +92,14 @@ class LoadFundusd(MapTransform):
         return {k: v for k, v in d.items() if v is not None and k not in mask_keys}
 
 
+class NoFieldOfViewError(ValueError):
+    """A photograph without a field of view: a black (or nearly black) frame."""
+
+
 class FieldOfViewSelector:
     """Select the circular field of view of a fundus photograph by intensity, robust to glare in the black border.
+
+    A frame where nothing is selected (black, or nearly so) raises ``NoFieldOfViewError``: it holds no retina.
 
     A pixel is inside when its brightest channel exceeds ``relative_threshold`` times the image's bright level (99th
     percentile), and at least ``threshold``: a relative level ignores the faint halo some cameras leave around the
@@ -122,8 +128,8 @@ class FieldOfViewSelector:
         keep_0 = counts_0 >= self.min_fraction * inside.shape[2]
         keep_1 = counts_1 >= self.min_fraction * inside.shape[1]
         selected = inside & keep_0 & keep_1
-        if not bool(keep_0.any() and keep_1.any() and selected.any()):  # no field of view (a dark image): keep all
-            return torch.ones_like(inside)
+        if not bool(keep_0.any() and keep_1.any() and selected.any()):
+            raise NoFieldOfViewError(f"no field of view found: the frame is black (too few pixels above {cut:g})")
         return selected
 
 
@@ -173,7 +179,12 @@ class FieldOfViewCropd(CropForegroundd):
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict[Hashable, Any]:
         d = dict(data)
-        inside = self.selector(d[self.source_key])
+        source = d[self.source_key]
+        try:
+            inside = self.selector(source)
+        except NoFieldOfViewError as err:
+            name = source.meta.get("filename_or_obj", "image") if isinstance(source, MetaTensor) else "image"
+            raise NoFieldOfViewError(f"{name}: {err}") from None
         start, end = generate_spatial_bounding_box(inside, margin=self.cropper.margin, allow_smaller=True)
         box_start, box_end = np.asarray(start), np.asarray(end)
         lazy_ = self.lazy if lazy is None else lazy

@@ -79,3 +79,27 @@ def test_ambiguous_fraction_flags_grey_images():
     assert ambiguous_fraction(_encodings(truth)["gray_0_255"]) == 0.0
     ramp = np.tile(np.linspace(0, 255, 60, dtype=np.uint8), (40, 1))
     assert ambiguous_fraction(Image.fromarray(ramp)) > 0.4
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_readers_apply_the_exif_orientation_as_a_viewer_does(tmp_path, orientation):
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    stored[:, :20] = 250  # coarse blocks survive JPEG compression
+    stored[:, 20:] = 10
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(stored).save(photo, quality=95, exif=exif)
+    with Image.open(photo) as image:
+        shown = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))  # the photograph as a viewer shows it
+    loaded = LoadImage(reader=FundusImageReader(), image_only=True, ensure_channel_first=True)(str(photo))
+    np.testing.assert_array_equal(np.asarray(loaded).transpose(2, 1, 0), shown)
+
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.where(stored[..., 0] > 128, 255, 0).astype(np.uint8)).save(mask, exif=exif)
+    loaded_mask = LoadImage(reader=LesionMaskReader(), image_only=True)(str(mask))
+    assert tuple(np.asarray(loaded_mask).shape[::-1]) == shown.shape[:2]
+    np.testing.assert_array_equal(np.asarray(loaded_mask).T, (shown[..., 0] > 128).astype(np.uint8))

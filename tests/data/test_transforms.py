@@ -129,8 +129,10 @@ def test_counting_quantile_equals_torch_quantile(size):
         assert _quantile(values, q) == pytest.approx(float(torch.quantile(values.float(), q)), abs=1e-4)
 
 
-def test_fov_selector_keeps_the_whole_frame_of_a_dark_image():
-    dark = torch.zeros(3, 40, 30, dtype=torch.uint8)
-    assert bool(FieldOfViewSelector()(dark).all())
-    crop = FieldOfViewCropd(keys="image", fov_pixels_key="fov")({"image": MetaTensor(dark)})
-    assert tuple(crop["image"].shape) == (3, 40, 30) and crop["fov"] == 1200
+def test_a_black_frame_has_no_field_of_view_and_the_crop_names_the_file():
+    dark = torch.full((3, 40, 30), 6, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="no field of view"):
+        FieldOfViewSelector()(dark)
+    image = MetaTensor(dark, meta={"filename_or_obj": "/data/black_frame.jpg"})
+    with pytest.raises(ValueError, match=r"black_frame\.jpg: no field of view"):
+        FieldOfViewCropd(keys="image", fov_pixels_key="fov")({"image": image})
