@@ -1,14 +1,19 @@
 """Inference dataset that turns an unreadable or implausible input into an error record instead of raising.
 
-An input is rejected, with the reason, when its suffix is not a supported image type, the file cannot be identified
-or decoded to its end (corrupt or truncated), its short side is under ``MIN_SIDE`` pixels (thumbnails, icons: every
-public fundus set is far larger) or its long side exceeds ``MAX_ASPECT_RATIO`` times its short side (fundus
-cameras give 1:1 to 16:9 frames; strips and banners are not photographs of the retina).
+An input is rejected, with the reason, when it is no regular file (missing, a dangling symbolic link, a link loop, a
+folder), its suffix is not a supported image type, its header declares more than ``max_image_pixels`` pixels
+(checked before decoding: default ``MAX_IMAGE_PIXELS``), the file cannot be identified or decoded to its end
+(corrupt or truncated), its short side is under ``MIN_SIDE`` pixels (thumbnails, icons: every public fundus set is
+far larger) or its long side exceeds ``MAX_ASPECT_RATIO`` times its short side (fundus cameras give 1:1 to 16:9
+frames; strips and banners are not photographs of the retina).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,22 +29,53 @@ from monai_exudate.inference.quantify import field_of_view_pixels
 
 MIN_SIDE = 64
 MAX_ASPECT_RATIO = 3.0
+# 50 megapixels: above the 12-megapixel IDRiD frames (4288 x 2848) and the 24-36 megapixel full-frame sensors on
+# fundus cameras; a 50-megapixel photograph needs about 1.5 GB of host memory through the preprocessing.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
-def check_image_file(path: str | os.PathLike) -> str | None:
+def entry_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is no regular file (missing, dangling link, link loop, folder, device), or ``None``."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return f"dangling symbolic link (to {os.readlink(path)})"
+        return "file not found"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder, not an image file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return None
+
+
+def check_image_file(path: str | os.PathLike, max_image_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     """Why ``path`` cannot be segmented, or ``None`` when it is a plausible fundus photograph.
 
-    The whole file is decoded (JPEG at 1/8 scale, which still reads every byte of the compressed stream), so a
-    truncated file is caught here rather than deep inside the preprocessing.
+    The size is read from the header and checked before anything is decoded; then the whole file is decoded (JPEG
+    at 1/8 scale, which still reads every byte of the compressed stream), so a truncated file is caught here rather
+    than deep inside the preprocessing.
     """
     path = Path(path)
+    problem = entry_problem(path)
+    if problem is not None:
+        return problem
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"unsupported file type {path.suffix or '(none)'!r}; expected one of {', '.join(IMAGE_SUFFIXES)}"
-    if not path.is_file():
-        return "file not found"
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by our own limit
+            image = Image.open(path)
+        with image:
             width, height = image.size
+            if width * height > max_image_pixels:
+                return (
+                    f"image declares {width}x{height} = {width * height} pixels, more than max_image_pixels "
+                    f"({max_image_pixels}); not decoded"
+                )
             if min(width, height) < MIN_SIDE:
                 return f"image is {width}x{height} pixels, too small for a fundus photograph (minimum side {MIN_SIDE})"
             if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
@@ -52,7 +88,9 @@ def check_image_file(path: str | os.PathLike) -> str | None:
             image.load()
     except UnidentifiedImageError:
         return "not an image file (unrecognised content)"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # above Pillow's own limit, which it checks on opening
+        return f"image declares more pixels than Pillow opens ({err}); not decoded"
+    except (OSError, SyntaxError, ValueError) as err:
         return f"unreadable or truncated image ({err})"
     return None
 
@@ -71,7 +109,8 @@ class InferenceDataset(torch.utils.data.Dataset):
     as ``"original"`` for the overlay when ``keep_original`` is set, and the pixel count of its field of view is
     returned as ``"fov_pixels"``: the value the preprocessing stored under ``fov_pixels_key`` (``FieldOfViewCropd``
     does, so the photograph is not scanned twice), else found by ``fov_selector``. Every sample has ``"path"``; an
-    error record has ``"error"`` and nothing else.
+    error record has ``"error"`` and nothing else. Inputs are checked by ``check_image_file`` with
+    ``max_image_pixels``.
     """
 
     def __init__(
@@ -82,6 +121,7 @@ class InferenceDataset(torch.utils.data.Dataset):
         keep_original: bool = True,
         fov_selector: FieldOfViewSelector | None = None,
         fov_pixels_key: str = "fov_pixels",
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         if not isinstance(preprocessing, Compose):
             raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
@@ -91,13 +131,16 @@ class InferenceDataset(torch.utils.data.Dataset):
         self.keep_original = keep_original
         self.fov_selector = fov_selector or FieldOfViewSelector()
         self.fov_pixels_key = fov_pixels_key
+        if max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
+        self.max_image_pixels = int(max_image_pixels)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = str(self.items[index][self.image_key])
-        reason = check_image_file(path)
+        reason = check_image_file(path, self.max_image_pixels)
         if reason is not None:
             return {"path": path, "error": reason}
         try:

@@ -23,8 +23,21 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
-from monai_exudate.inference.dataset import InferenceDataset, collate_inference, root_cause
+from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
 from monai_exudate.inference.quantify import summary_rows
+from monai_exudate.inference.records import (
+    MANIFEST_FILE,
+    append_failures,
+    canonical,
+    describe,
+    file_sha256,
+    folder_lock,
+    new_run_id,
+    read_manifest,
+    settings_changed,
+    utc_now,
+    write_manifest,
+)
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import (
     OUTPUT_FORMATS,
@@ -34,29 +47,33 @@ from monai_exudate.inference.writers import (
     encode_png,
     lesion_colours,
     paint_overlay,
-    write_csv_atomic,
 )
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.csv"
 FAILURES_FILE = "failures.csv"
-FAILURE_FIELDS = ("image", "reason")
 
 
 @dataclass
 class InferenceReport:
-    """Outcome of a run: images written, images skipped because their outputs existed, failures with reasons."""
+    """Outcome of a run: entries found, images written, images skipped because their outputs existed, failures.
+
+    Every entry found ends in exactly one of the three: ``found == processed + skipped + len(failed)`` once the
+    run completes.
+    """
 
     processed: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     output_dir: str = ""
+    found: int = 0
+    run_id: str = ""
 
     def __str__(self) -> str:
         text = (
-            f"inference: {self.processed} processed, {self.skipped} skipped (already done), "
-            f"{len(self.failed)} failed; outputs in {self.output_dir}"
+            f"inference run {self.run_id}: {self.found} entries found: {self.processed} processed, "
+            f"{self.skipped} skipped (already done), {len(self.failed)} failed; outputs in {self.output_dir}"
         )
         return text + "".join(f"\n  failed: {path}: {reason}" for path, reason in self.failed)
 
@@ -101,13 +118,20 @@ class FundusInferenceRunner:
     ``<stem>_<LESION>_prob.png`` (8-bit, round(p * 255)) and ``<stem>_<LESION>_mask.png`` (0/255, set where
     round(p * 255) / 255 > threshold, the rule of the project's metrics); ``<stem>_overlay.png`` (masks blended
     in a fixed colour per lesion over the photograph; ``.jpg`` with ``overlay_format="jpeg"``);
-    ``<stem>_prob.nii.gz`` when ``nifti`` (float32, width x height x lesion). Per run: ``summary.csv``
-    (``quantify.SUMMARY_FIELDS``, one row per image and lesion) and ``failures.csv`` (image, reason). Every file
-    is written atomically, with the photograph's width and height.
+    ``<stem>_prob.nii.gz`` when ``nifti`` (float32, width x height x lesion). Per folder: ``summary.csv``
+    (``quantify.SUMMARY_FIELDS``, one row per image and lesion), ``failures.csv`` (``records.FAILURE_FIELDS``:
+    run id, image, reason; earlier runs' rows kept) and ``manifest.json`` records what made the folder
+    (``settings``: model file hash, threshold, lesions, preprocessing, inferer, network flags, ``provenance``) and
+    each run (id, times, counts, formats). Every file is written atomically, with the photograph's width and height.
 
-    Inputs that cannot be used (see ``dataset.check_image_file``) are reported and skipped, or raise
-    ``ValueError`` naming the file when ``strict``. An image whose outputs and summary rows exist is skipped
-    unless ``overwrite``. Outputs are named by stem, so an input whose stem is taken by an earlier input of the run,
+    Inputs that cannot be used (see ``dataset.check_image_file``) and predictions that are not finite are reported
+    and skipped, or raise ``ValueError`` naming the file when ``strict``. An image whose outputs exist, look whole
+    (``writers.output_size``) and have summary rows is skipped unless ``overwrite``. A folder made with other
+    settings is refused, saying which differ, unless ``overwrite``, which redoes its photographs (the earlier rows
+    of summary.csv are dropped first, so none of the earlier outputs counts as done). One run at a time writes into
+    a folder (``records.folder_lock``): a second one is refused with ``records.FolderInUseError``.
+
+    Outputs are named by stem, so an input whose stem is taken by an earlier input of the run,
     or by another image of an earlier run in ``summary.csv`` (unless ``overwrite``), is reported, not written.
 
     Args:
@@ -133,6 +157,10 @@ class FundusInferenceRunner:
             megapixels, and the photographs are usually JPEGs themselves).
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
+        model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
+        provenance: JSON-able facts recorded and compared with the settings (the bundles give their name and
+            version).
+        max_image_pixels: photographs whose header declares more pixels are refused before decoding.
     """
 
     def __init__(
@@ -157,6 +185,9 @@ class FundusInferenceRunner:
         overlay_format: str = "png",
         image_key: str = "image",
         png_compress_level: int = 1,
+        model_file: str | os.PathLike | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         if not isinstance(preprocessing, Compose):
             raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
@@ -174,6 +205,8 @@ class FundusInferenceRunner:
             raise ValueError(f"num_writers must be >= 1, got {num_writers}")
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        if max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
         self.network = network
         self.preprocessing = preprocessing
         self.inferer = inferer or SimpleInferer()
@@ -195,25 +228,93 @@ class FundusInferenceRunner:
         self.overlay_format = overlay_format
         self.image_key = image_key
         self.png_compress_level = int(png_compress_level)
+        self.model_file = None if model_file is None else Path(model_file)
+        self.provenance = dict(provenance or {})
+        self.max_image_pixels = int(max_image_pixels)
         self.colours = lesion_colours(names)
         # the metrics' rule q / 255 > threshold on the 8-bit level q, as one integer comparison q > _mask_above
         self._mask_above = int(np.count_nonzero(np.arange(256) / 255.0 <= self.threshold)) - 1
 
+    def settings(self) -> dict[str, Any]:
+        """What decides the contents of the outputs, as recorded in the manifest and compared between runs."""
+        model = None
+        if self.model_file is not None:
+            if not self.model_file.is_file():
+                raise FileNotFoundError(f"model_file not found: {self.model_file}")
+            model = {"name": self.model_file.name, "sha256": file_sha256(self.model_file)}
+        return canonical(
+            {
+                "provenance": describe(self.provenance),
+                "model": model,
+                "lesions": self.lesion_names,
+                "threshold": self.threshold,
+                "overlay_alpha": self.overlay_alpha,
+                "network": describe(self.network),
+                "preprocessing": describe(self.preprocessing),
+                "inferer": describe(self.inferer),
+            }
+        )
+
     def run(self, items: Sequence[Mapping[str, Any] | str | os.PathLike]) -> InferenceReport:
         """Segment ``items`` (dicts with ``image_key`` or paths) and return the report, which is also logged."""
+        items = list(items)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        run_id = new_run_id()
+        with folder_lock(self.output_dir, run_id):
+            return self._run_holding_folder(items, run_id)
+
+    def _run_holding_folder(self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str) -> InferenceReport:
         remove_partial_files(self.output_dir)
-        state = _RunState(self.output_dir, SummaryTable(self.output_dir / SUMMARY_FILE), self.strict)
+        table = SummaryTable(self.output_dir / SUMMARY_FILE)
+        settings = self.settings()
+        manifest_path = self.output_dir / MANIFEST_FILE
+        try:
+            manifest = read_manifest(manifest_path)
+        except ValueError as err:
+            if not self.overwrite:
+                raise ValueError(f"{err}; set overwrite to redo the folder's photographs") from err
+            manifest = None
+        if settings_changed(manifest, settings, table.images(), self.overwrite, self.output_dir):
+            for image in table.images():  # made with other settings: none of them is done
+                table.remove(image)
+            table.flush()
+            manifest = None
+        record: dict[str, Any] = {
+            "run": run_id,
+            "started": utc_now(),
+            "finished": None,
+            "model_file": None if self.model_file is None else str(self.model_file),
+            "formats": list(self.formats),
+            "overlay_format": self.overlay_format,
+            "nifti": self.nifti,
+            "device": str(self.device),
+            "amp": self.amp,
+            "found": len(items),
+        }
+        runs = [*(manifest or {}).get("runs", []), record]
+        write_manifest(manifest_path, {"settings": settings, "runs": runs})
+        state = _RunState(self.output_dir, table, self.strict)
+        state.report.found, state.report.run_id = len(items), run_id
+        completed = False
         try:
             pending = self._plan(items, state)
             state.raise_if_fatal()
             if pending:
                 self._stream(pending, state)
             state.raise_if_fatal()
+            completed = True
         finally:
             state.table.flush()
-            rows = [{"image": p, "reason": r} for p, r in state.report.failed]
-            write_csv_atomic(self.output_dir / FAILURES_FILE, FAILURE_FIELDS, rows)
+            append_failures(self.output_dir / FAILURES_FILE, run_id, state.report.failed)
+            report = state.report
+            record.update(
+                finished=utc_now(),
+                completed=completed,
+                processed=report.processed,
+                skipped=report.skipped,
+                failed=len(report.failed),
+            )
+            write_manifest(manifest_path, {"settings": settings, "runs": runs})
         logger.info("%s", state.report)
         return state.report
 
@@ -250,7 +351,13 @@ class FundusInferenceRunner:
         return pending
 
     def _stream(self, pending: list[dict[str, str]], state: _RunState) -> None:
-        dataset = InferenceDataset(pending, self.preprocessing, self.image_key, keep_original="overlay" in self.formats)
+        dataset = InferenceDataset(
+            pending,
+            self.preprocessing,
+            self.image_key,
+            keep_original="overlay" in self.formats,
+            max_image_pixels=self.max_image_pixels,
+        )
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -283,9 +390,17 @@ class FundusInferenceRunner:
                     images = group[self.image_key]
                     with torch.no_grad(), autocast:
                         pred = self.inferer(images.as_tensor().to(self.device), network)
-                    pred = self._check_prediction(pred, images)
+                    pred, finite = self._check_prediction(pred, images)
                     samples = decollate_batch({self.image_key: images})
-                    for sample, info, prob in zip(samples, group["info"], pred):
+                    for sample, info, prob, ok in zip(samples, group["info"], pred, finite.tolist()):
+                        if not ok:
+                            bad = int(prob.numel() - torch.isfinite(prob).sum())
+                            state.fail(
+                                str(info["path"]),
+                                f"the network output has {bad} non-finite values (NaN or inf) of {prob.numel()}",
+                            )
+                            bar.update(1)
+                            continue
                         try:
                             levels, volume = self._map_back(prob, sample[self.image_key], info)
                         except Exception as err:  # one image's failure must not stop the others
@@ -301,7 +416,8 @@ class FundusInferenceRunner:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
-    def _check_prediction(self, pred: Any, images: torch.Tensor) -> torch.Tensor:
+    def _check_prediction(self, pred: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prediction as float, and per image whether it is finite; raises when the network is unusable."""
         if not isinstance(pred, torch.Tensor):
             raise ValueError(
                 f"the network returned {type(pred).__name__}; in eval mode it must return a probability tensor"
@@ -313,10 +429,13 @@ class FundusInferenceRunner:
                 f"(batch, one channel per lesion in {self.lesion_names}, input size)"
             )
         pred = pred.detach().float()
-        low, high = float(pred.min()), float(pred.max())
-        if low < -1e-3 or high > 1.0 + 1e-3:
-            raise ValueError(f"the network output spans [{low:.3g}, {high:.3g}]: it must return probabilities")
-        return pred
+        finite = torch.isfinite(pred).flatten(1).all(1)
+        values = pred[finite]  # a non-finite image fails alone; the range check is of the network, on the rest
+        if values.numel():
+            low, high = float(values.min()), float(values.max())
+            if low < -1e-3 or high > 1.0 + 1e-3:
+                raise ValueError(f"the network output spans [{low:.3g}, {high:.3g}]: it must return probabilities")
+        return pred, finite
 
     def _invert(self, prob: torch.Tensor, image: MetaTensor) -> torch.Tensor:
         """Map one prediction (C, *spatial) back to the photograph's grid by inverting the preprocessing."""

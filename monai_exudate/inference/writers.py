@@ -93,8 +93,49 @@ class OutputLayout:
         return paths
 
     def complete(self, stem: str) -> bool:
-        """Whether every expected output of ``stem`` exists."""
-        return all(p.is_file() for p in self.expected(stem))
+        """Whether every expected output of ``stem`` exists and looks whole (see ``output_size``), PNGs of one size."""
+        sizes = set()
+        for path in self.expected(stem):
+            size = output_size(path)
+            if size is False:
+                return False
+            if size is not None:
+                sizes.add(size)
+        return len(sizes) <= 1
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def output_size(path: str | os.PathLike) -> tuple[int, int] | None | bool:
+    """Check an output file cheaply, without decoding it: ``False`` when it is missing, empty or damaged.
+
+    A PNG must start with the signature and an image header and end with the end chunk (its (width, height) is
+    returned); a JPEG must start and end with its markers; a gzipped NIfTI must start with the gzip magic (``None``
+    is returned for both). Outputs are written atomically, so a damaged file is one changed after the run.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 24:
+                return False
+            f.seek(-12, os.SEEK_END)
+            tail = f.read(12)
+    except OSError:  # missing, a folder, unreadable
+        return False
+    name = path.name.lower()
+    if name.endswith(".png"):
+        if not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR" or tail != _PNG_END:
+            return False
+        return struct.unpack(">II", head[16:24])
+    if name.endswith((".jpg", ".jpeg")):
+        return None if head.startswith(b"\xff\xd8") and tail.endswith(b"\xff\xd9") else False
+    if name.endswith(".gz"):
+        return None if head.startswith(b"\x1f\x8b") else False
+    return None
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -60,8 +60,11 @@ def test_folder_lists_images_recursively_sorted(tmp_path) -> None:
     _write(tmp_path / "sub" / "a.jpg")
     (tmp_path / "readme.txt").write_text("x")
     items = list_inference_inputs(tmp_path)
-    assert items == [{"image": str(tmp_path / "b.png")}, {"image": str(tmp_path / "sub" / "a.jpg")}]
-    assert list_inference_inputs(tmp_path, recursive=False) == [{"image": str(tmp_path / "b.png")}]
+    # every entry is listed, so the run reports the text file as unsupported instead of ignoring it
+    assert items == [{"image": str(tmp_path / n)} for n in ("b.png", "readme.txt", "sub/a.jpg")]
+    assert list_inference_inputs(tmp_path, recursive=False) == [
+        {"image": str(tmp_path / n)} for n in ("b.png", "readme.txt", "sub")
+    ]
 
 
 def test_datalist_and_single_file_inputs(tmp_path) -> None:

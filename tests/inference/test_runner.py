@@ -149,7 +149,7 @@ def test_tiny_network_writes_every_output_at_the_photo_size(tmp_path) -> None:
         assert volume.shape == (width, height, 4)
     rows = _summary(out)
     assert [(r["image"], r["lesion"]) for r in rows] == [(str(p), les) for p in inputs for les in FOUR_LESIONS]
-    assert (out / "failures.csv").read_text() == "image,reason\n"
+    assert (out / "failures.csv").read_text() == "run,image,reason\n"
     _assert_no_temporary_files(out)
 
 
@@ -276,8 +276,9 @@ def test_datalist_and_single_file_inputs_and_stem_clashes(tmp_path) -> None:
     assert runner.run(list_inference_inputs(tmp_path / "data" / "list.json")).processed == 1
     assert runner.run(list_inference_inputs(tmp_path / "data" / "x.png")).skipped == 1
     report = runner.run(list_inference_inputs(tmp_path / "data"))
-    assert report.skipped == 1 and len(report.failed) == 1
-    assert report.failed[0][0].endswith("x.jpg") and "already used" in report.failed[0][1]
+    failed = dict(report.failed)  # the folder's list.json is an entry too, reported as unsupported
+    assert report.skipped == 1 and sorted(Path(p).name for p in failed) == ["list.json", "x.jpg"]
+    assert "already used" in failed[str(tmp_path / "data" / "sub" / "x.jpg")]
     report = _runner(out, ChannelProbe([0]), overwrite=True).run([str(tmp_path / "data" / "sub" / "x.jpg")])
     assert report.processed == 1 and [r["image"] for r in _summary(out)] == [str(tmp_path / "data" / "sub" / "x.jpg")]
     assert _read(out / "x_EX_prob.png").shape == (80, 64)
@@ -288,7 +289,7 @@ def test_selected_formats_only(tmp_path) -> None:
     out = tmp_path / "out"
     report = _runner(out, ChannelProbe([0]), formats=("mask",)).run([path, path])
     assert report.processed == 1 and report.failed == [(path, "listed twice")]
-    assert sorted(p.name for p in out.iterdir()) == ["a_EX_mask.png", "failures.csv", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["a_EX_mask.png", "failures.csv", "manifest.json", "summary.csv"]
     report = _runner(out, ChannelProbe([0]), formats=("overlay",), overlay_format="jpeg").run([path])
     assert report.processed == 1 and Image.open(out / "a_overlay.jpg").size == (96, 64)
 
