@@ -1,34 +1,41 @@
-"""Inference: input listing, the streaming runner, lesion quantification and output writers."""
+"""Inference: input listing, the streaming runner, lesion quantification, output writers and folder records."""
 
 from monai_exudate.inference.checkpoint import load_network_weights
 from monai_exudate.inference.dataset import (
     MAX_ASPECT_RATIO,
+    MAX_IMAGE_PIXELS,
     MIN_SIDE,
     InferenceDataset,
     check_image_file,
     collate_inference,
 )
 from monai_exudate.inference.exported import OnnxRuntimeNetwork, load_exported_network
-from monai_exudate.inference.inputs import list_inference_inputs
+from monai_exudate.inference.inputs import folder_entries, list_inference_inputs
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
-from monai_exudate.inference.runner import FundusInferenceRunner, InferenceReport
+from monai_exudate.inference.records import FolderInUseError, RunManifest
+from monai_exudate.inference.run_state import InferenceReport
+from monai_exudate.inference.runner import FundusInferenceRunner
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import LESION_COLOURS, OutputLayout, lesion_colours, paint_overlay
 
 __all__ = [
     "LESION_COLOURS",
     "MAX_ASPECT_RATIO",
+    "MAX_IMAGE_PIXELS",
     "MIN_SIDE",
     "SUMMARY_FIELDS",
+    "FolderInUseError",
     "FundusInferenceRunner",
     "InferenceDataset",
     "InferenceReport",
     "OnnxRuntimeNetwork",
     "OutputLayout",
+    "RunManifest",
     "SummaryTable",
     "check_image_file",
     "collate_inference",
     "field_of_view_pixels",
+    "folder_entries",
     "lesion_colours",
     "lesion_statistics",
     "list_inference_inputs",

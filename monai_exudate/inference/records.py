@@ -249,3 +249,47 @@ def settings_changed(
         f"{folder} was made with other settings than this run ({MANIFEST_FILE}: earlier -> now):\n  {shown}\n"
         "set overwrite to redo its photographs with these settings, or choose another output_dir"
     )
+
+
+class RunManifest:
+    """``manifest.json`` of a folder across one run: the settings check, the run's record at its start and end."""
+
+    def __init__(
+        self, folder: str | os.PathLike, run_id: str, settings: Mapping[str, Any], run_info: Mapping[str, Any]
+    ) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / MANIFEST_FILE
+        self.run_id = run_id
+        self.settings = dict(settings)
+        self.record: dict[str, Any] = {"run": run_id, "started": utc_now(), "finished": None, **run_info}
+        self.runs: list[dict[str, Any]] = [self.record]
+
+    def check(self, earlier_images: Sequence[str], overwrite: bool) -> bool:
+        """Whether the folder's earlier outputs were made with other settings (see ``settings_changed``)."""
+        try:
+            manifest = read_manifest(self.path)
+        except ValueError as err:
+            if not overwrite:
+                raise ValueError(f"{err}; set overwrite to redo the folder's photographs") from err
+            manifest = None
+        changed = settings_changed(manifest, self.settings, earlier_images, overwrite, self.folder)
+        if manifest is not None and not changed:
+            self.runs = [*manifest.get("runs", []), self.record]  # the history goes with the settings
+        return changed
+
+    def begin(self, found: int) -> None:
+        """Write the manifest before any output of the run: a killed run leaves it describing its outputs."""
+        self.record["found"] = found
+        write_manifest(self.path, {"settings": self.settings, "runs": self.runs})
+
+    def finish(self, failures_path: str | os.PathLike, report: Any, completed: bool) -> None:
+        """Add the run's failures to ``failures_path`` and its counts and end time to the manifest."""
+        append_failures(failures_path, self.run_id, report.failed)
+        self.record.update(
+            finished=utc_now(),
+            completed=completed,
+            processed=report.processed,
+            skipped=report.skipped,
+            failed=len(report.failed),
+        )
+        write_manifest(self.path, {"settings": self.settings, "runs": self.runs})

@@ -10,7 +10,6 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,8 @@ from tqdm import tqdm
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
 from monai_exudate.inference.quantify import summary_rows
-from monai_exudate.inference.records import (
-    MANIFEST_FILE,
-    append_failures,
-    canonical,
-    describe,
-    file_sha256,
-    folder_lock,
-    new_run_id,
-    read_manifest,
-    settings_changed,
-    utc_now,
-    write_manifest,
-)
+from monai_exudate.inference.records import RunManifest, canonical, describe, file_sha256, folder_lock, new_run_id
+from monai_exudate.inference.run_state import InferenceReport, RunState
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import (
     OUTPUT_FORMATS,
@@ -53,57 +41,6 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.csv"
 FAILURES_FILE = "failures.csv"
-
-
-@dataclass
-class InferenceReport:
-    """Outcome of a run: entries found, images written, images skipped because their outputs existed, failures.
-
-    Every entry found ends in exactly one of the three: ``found == processed + skipped + len(failed)`` once the
-    run completes.
-    """
-
-    processed: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    output_dir: str = ""
-    found: int = 0
-    run_id: str = ""
-
-    def __str__(self) -> str:
-        text = (
-            f"inference run {self.run_id}: {self.found} entries found: {self.processed} processed, "
-            f"{self.skipped} skipped (already done), {len(self.failed)} failed; outputs in {self.output_dir}"
-        )
-        return text + "".join(f"\n  failed: {path}: {reason}" for path, reason in self.failed)
-
-
-class _RunState:
-    """Counters, failures and the summary table of one run, shared by the main loop and the writer threads."""
-
-    def __init__(self, output_dir: Path, table: SummaryTable, strict: bool) -> None:
-        self.report = InferenceReport(output_dir=str(output_dir))
-        self.table = table
-        self.strict = strict
-        self.fatal: tuple[str, str] | None = None
-        self._lock = threading.Lock()
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self.report.processed += 1
-
-    def fail(self, path: str, reason: str) -> None:
-        logger.warning("skipped %s: %s", path, reason)
-        with self._lock:
-            self.report.failed.append((path, reason))
-            if self.strict and self.fatal is None:
-                self.fatal = (path, reason)
-        self.table.remove(path)  # rows from an earlier run would describe outputs this run could not make
-
-    def raise_if_fatal(self) -> None:
-        if self.fatal is not None:
-            path, reason = self.fatal
-            raise ValueError(f"{path}: {reason}")
 
 
 class FundusInferenceRunner:
@@ -266,34 +203,21 @@ class FundusInferenceRunner:
     def _run_holding_folder(self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str) -> InferenceReport:
         remove_partial_files(self.output_dir)
         table = SummaryTable(self.output_dir / SUMMARY_FILE)
-        settings = self.settings()
-        manifest_path = self.output_dir / MANIFEST_FILE
-        try:
-            manifest = read_manifest(manifest_path)
-        except ValueError as err:
-            if not self.overwrite:
-                raise ValueError(f"{err}; set overwrite to redo the folder's photographs") from err
-            manifest = None
-        if settings_changed(manifest, settings, table.images(), self.overwrite, self.output_dir):
-            for image in table.images():  # made with other settings: none of them is done
-                table.remove(image)
-            table.flush()
-            manifest = None
-        record: dict[str, Any] = {
-            "run": run_id,
-            "started": utc_now(),
-            "finished": None,
+        run_info = {
             "model_file": None if self.model_file is None else str(self.model_file),
             "formats": list(self.formats),
             "overlay_format": self.overlay_format,
             "nifti": self.nifti,
             "device": str(self.device),
             "amp": self.amp,
-            "found": len(items),
         }
-        runs = [*(manifest or {}).get("runs", []), record]
-        write_manifest(manifest_path, {"settings": settings, "runs": runs})
-        state = _RunState(self.output_dir, table, self.strict)
+        manifest = RunManifest(self.output_dir, run_id, self.settings(), run_info)
+        if manifest.check(table.images(), self.overwrite):
+            for image in table.images():  # made with other settings: none of them is done
+                table.remove(image)
+            table.flush()
+        manifest.begin(len(items))
+        state = RunState(self.output_dir, table, self.strict)
         state.report.found, state.report.run_id = len(items), run_id
         completed = False
         try:
@@ -305,20 +229,11 @@ class FundusInferenceRunner:
             completed = True
         finally:
             state.table.flush()
-            append_failures(self.output_dir / FAILURES_FILE, run_id, state.report.failed)
-            report = state.report
-            record.update(
-                finished=utc_now(),
-                completed=completed,
-                processed=report.processed,
-                skipped=report.skipped,
-                failed=len(report.failed),
-            )
-            write_manifest(manifest_path, {"settings": settings, "runs": runs})
+            manifest.finish(self.output_dir / FAILURES_FILE, state.report, completed)
         logger.info("%s", state.report)
         return state.report
 
-    def _plan(self, items: Sequence[Mapping[str, Any] | str | os.PathLike], state: _RunState) -> list[dict[str, str]]:
+    def _plan(self, items: Sequence[Mapping[str, Any] | str | os.PathLike], state: RunState) -> list[dict[str, str]]:
         """Items still to segment; done ones are counted as skipped, clashes of output names as failures."""
         earlier = {Path(image).stem: image for image in state.table.images()}
         owners: dict[str, str] = {}
@@ -350,7 +265,7 @@ class FundusInferenceRunner:
                 pending.append({self.image_key: path})
         return pending
 
-    def _stream(self, pending: list[dict[str, str]], state: _RunState) -> None:
+    def _stream(self, pending: list[dict[str, str]], state: RunState) -> None:
         dataset = InferenceDataset(
             pending,
             self.preprocessing,
@@ -467,7 +382,7 @@ class FundusInferenceRunner:
             raise ValueError(f"inverted prediction has size {levels.shape[:0:-1]} but the image has size {size}")
         return levels, volume
 
-    def _write(self, state: _RunState, levels: np.ndarray, volume: np.ndarray | None, info: Mapping[str, Any]) -> None:
+    def _write(self, state: RunState, levels: np.ndarray, volume: np.ndarray | None, info: Mapping[str, Any]) -> None:
         """Writer thread: one image's files and summary rows from its 8-bit levels (C, H, W)."""
         path = str(info["path"])
         stem = Path(path).stem
