@@ -178,7 +178,7 @@ class FundusInferenceRunner:
         if self.model_file is not None:
             if not self.model_file.is_file():
                 raise FileNotFoundError(f"model_file not found: {self.model_file}")
-            model = {"name": self.model_file.name, "sha256": file_sha256(self.model_file)}
+            model = {"sha256": file_sha256(self.model_file)}  # the path is in the run record: moving it is no change
         return canonical(
             {
                 "provenance": describe(self.provenance),
