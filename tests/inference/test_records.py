@@ -293,3 +293,30 @@ def test_a_black_frame_fails_instead_of_counting_as_all_field_of_view(tmp_path, 
     assert report.processed == 1 and [p for p, _ in report.failed] == [str(black)]
     assert "no field of view" in report.failed[0][1]
     assert [r["image"] for r in _csv(out / "summary.csv")] == [str(good)]
+
+
+def test_another_process_holding_the_folder_is_named_and_a_killed_one_blocks_nothing(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        # the lock as a run takes it (records.folder_lock), without importing torch in the child
+        [sys.executable, "-c", "import fcntl, os, time\n"
+         f"fd = os.open({str(out / '.inference.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, f'pid {os.getpid()}, run other'.encode())\n"
+         "print('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUseError, match=rf"pid {holder.pid}, run other"):
+            _runner(out).run([_write(tmp_path / "a.png")])
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a killed run: the kernel drops its lock, its lock file stays
+        holder.wait()
+    assert (out / ".inference.lock").exists()
+    assert _runner(out).run([tmp_path / "a.png"]).processed == 1
+    assert not (out / ".inference.lock").exists()

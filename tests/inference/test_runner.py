@@ -359,6 +359,18 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
         assert _read(out / f"{path.stem}_overlay.jpg").shape == (height, width, 3)
     assert [(r["image"], r["lesion"]) for r in _summary(out)] == [(str(p), "EX") for p in inputs]
     assert "broken.jpg" in (out / "failures.csv").read_text()
+    import hashlib
+
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    metadata = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "metadata.json").read_text())
+    assert settings["provenance"] == {"bundle": metadata["name"], "version": metadata["version"]}
+    assert settings["model"]["sha256"] == hashlib.sha256((tmp_path / "models" / "model.pt").read_bytes()).hexdigest()
+    assert settings["threshold"] == 0.5
+    # the same folder with another threshold: refused, saying why, and nothing is rewritten
+    before = (out / "summary.csv").read_text()
+    result = subprocess.run([*command, "--threshold", "0.7"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "threshold: 0.5 -> 0.7" in result.stderr
+    assert (out / "summary.csv").read_text() == before
 
 
 class _FailsToInvertFor(MapTransform, InvertibleTransform):
