@@ -101,7 +101,8 @@ def setting_problems(
 
     A top-level name must be defined by the config; in a path ``a#b#c`` everything but the last part must be
     (the last part may add an argument to a component). A value given to a setting whose default is a JSON
-    boolean must read as one (:func:`~monai_exudate.bundle.settings.as_bool`).
+    boolean must read as one (:func:`~monai_exudate.bundle.settings.as_bool`); one given to a yes/no argument
+    inside a component (``train#dataloader#shuffle``), which no config parses, must be a Python ``True``/``False``.
     """
     parser = ConfigParser(dict(config))
     extra = set(extra_names)
@@ -116,12 +117,16 @@ def setting_problems(
         if missing is not None:
             problems.append(_unknown(key, parser, parts[: missing + 1], extra))
             continue
-        defined = _first_missing(parser, parts) is None
-        if defined and isinstance(parser[ID_SEP_KEY.join(parts)], bool):
-            try:
-                as_bool(value, key)
-            except ValueError as err:
-                problems.append(str(err).replace("setting ", "", 1))
+        if _first_missing(parser, parts) is not None or not isinstance(parser[ID_SEP_KEY.join(parts)], bool):
+            continue
+        if len(parts) > 1 and not isinstance(value, bool):
+            # a component argument reaches its class as given: the string 'false' would act as true there
+            problems.append(f"{key!r} is a component's yes/no argument: give it as True or False, got {value!r}")
+            continue
+        try:
+            as_bool(value, key)
+        except ValueError as err:
+            problems.append(str(err).replace("setting ", "", 1))
     return problems
 
 

@@ -41,6 +41,8 @@ def test_misspelt_path_names_the_closest_item():
 def test_bad_switch_value_and_extra_names():
     (problem,) = setting_problems({"fov_crop": "maybe"}, CONFIG)
     assert "'fov_crop' must be true or false" in problem and "'maybe'" in problem
+    (problem,) = setting_problems({"train#dataloader#shuffle": "false"}, CONFIG)
+    assert "give it as True or False, got 'false'" in problem
     assert setting_problems({"save_execute_config": False}, CONFIG, extra_names=["save_execute_config"]) == []
 
 

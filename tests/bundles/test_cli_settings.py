@@ -46,6 +46,14 @@ PROBES = {
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
         },
     ),
+    ("exudate_dsm", "idrid"): (
+        ["train.json", "idrid.json"],  # the overlay's own defaults (both off) are overridden the same way
+        ["synthetic", "fov_crop"],
+        {
+            "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
+            "train_transforms": NAMES.format("@train#preprocessing"),
+        },
+    ),
     ("exudate_dsm", "infer"): (
         ["inference.json"],
         ["fov_crop", "amp", "nifti", "overwrite", "strict", "progress"],
@@ -86,7 +94,7 @@ for argv in jobs:
     try:
         runpy.run_module("monai.bundle", run_name="__main__")
         results.append(None)
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # fire ends a bad command line with SystemExit
         results.append(f"{type(root_cause(err)).__name__}: {root_cause(err)}")
 json.dump(results, open(results_file, "w"))
 """
@@ -120,7 +128,7 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     argv += ["--meta_file", str(BUNDLES / bundle / "configs" / "metadata.json"), *TINY[bundle]]
     for name in switches:
         argv += [f"--{name}", given[name]]
-    if kind == "train":
+    if kind != "infer":
         (root / "data").mkdir()  # a folder that is used as it is when synthetic is off
         argv += ["--dataset_dir", str(root / "data"), "--synthetic_num", "2", "--synthetic_size", "[160,112]"]
         argv += ["--output_dir", str(root / "out"), "--ckpt_dir", str(root / "models")]
@@ -164,6 +172,13 @@ def test_exudate_dsm_training_switches(probes, value):
     assert ("FieldOfViewCropd" in seen["eval_transforms"]) is on
     assert seen["resume"] is on
     assert seen["amp"] == [on, on] and all(isinstance(a, bool) for a in seen["amp"])
+
+
+@pytest.mark.parametrize("value", ["off", "on"])
+def test_exudate_dsm_idrid_overlay_switches(probes, value):
+    seen, on = probes["recorded"][("exudate_dsm", "idrid", value)], value == "on"
+    assert seen["synthetic"] is on
+    assert ("FieldOfViewCropd" in seen["train_transforms"]) is on
 
 
 @pytest.mark.parametrize("value", ["off", "on"])
