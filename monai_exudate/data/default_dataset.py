@@ -7,24 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from monai_exudate.bundle.settings import as_bool
 from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.synthetic import write_synthetic_dataset
 
 MARKER = "synthetic_dataset.json"
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def parse_bool(value: Any, name: str = "value") -> bool:
-    """Read a yes/no setting that may arrive as a bool, a number or a string (``--synthetic false`` on the CLI)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"setting {name!r} must be true or false, got {value!r}")
 
 
 def ensure_synthetic_dataset(
@@ -69,7 +56,7 @@ def resolve_dataset_root(
     seed: int = 0,
 ) -> str:
     """The folder a bundle trains on: the generated synthetic set when ``synthetic`` is true, else ``dataset_dir``."""
-    if parse_bool(synthetic, "synthetic"):
+    if as_bool(synthetic, "synthetic"):
         return ensure_synthetic_dataset(dataset_dir, layout, num, size, seed)
     if not Path(dataset_dir).is_dir():
         raise FileNotFoundError(f"dataset_dir not found: {dataset_dir}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monai_exudate.data.default_dataset import MARKER, ensure_synthetic_dataset, parse_bool, resolve_dataset_root
+from monai_exudate.data.default_dataset import MARKER, ensure_synthetic_dataset, resolve_dataset_root
 
 
 def test_generated_once_then_reused(tmp_path):
@@ -29,9 +29,3 @@ def test_synthetic_off_uses_the_folder_as_is(tmp_path, value):
     assert not list(tmp_path.iterdir())
     with pytest.raises(FileNotFoundError, match="dataset_dir not found"):
         resolve_dataset_root(tmp_path / "absent", value)
-
-
-def test_parse_bool_names_the_setting():
-    assert parse_bool("TRUE") is True and parse_bool(1) is True
-    with pytest.raises(ValueError, match="'synthetic' must be true or false"):
-        parse_bool("maybe", "synthetic")

@@ -1,0 +1,170 @@
+"""Refuse a bundle run whose settings name nothing in its configs (``--max_epoch`` for ``max_epochs``)."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle.reference_resolver import ReferenceResolver
+from monai.bundle.scripts import create_workflow
+from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS, ID_SEP_KEY
+
+from monai_exudate.bundle.settings import as_bool
+
+# arguments of MONAI's run functions themselves, never config settings
+RUN_ARGUMENTS = frozenset({"workflow_name", "config_file", "args_file", "meta_file", "logging_file", "tracking"})
+META_KEY = "_meta_"
+
+
+class SettingsError(ValueError):
+    """A bundle run was given settings that are unknown to its configs or hold a value they cannot take."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a bundle run was started with: its config files, meta file, tracking choice and setting overrides."""
+
+    config_files: list[str]
+    overrides: dict[str, Any]
+    meta_file: str | None = None
+    tracking: Any = None
+
+
+def _config_files(config_file: Any) -> list[str]:
+    if config_file is None:
+        return []
+    if isinstance(config_file, str):
+        # MONAI also reads "a.json,b.json" as two files
+        return config_file.split(",") if not Path(config_file).is_file() and "," in config_file else [config_file]
+    return [str(f) for f in config_file]
+
+
+def current_run_settings(frame: FrameType | None = None) -> RunSettings | None:
+    """The settings of the MONAI bundle run that is being initialised, or None outside of one.
+
+    MONAI passes a config no handle on the run that parses it, so this looks up the call stack for
+    ``monai.bundle.scripts.create_workflow``, through which ``python -m monai.bundle run``, ``monai.bundle.run``,
+    ``run_workflow`` and ``create_workflow`` all go; its arguments there are final (an ``--args_file`` is
+    already merged in). A config parsed by hand with ``ConfigParser`` has no such frame and is not checked.
+    """
+    frame = frame if frame is not None else sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is create_workflow.__code__:
+            local = frame.f_locals
+            args = dict(local.get("_args") or {})
+            workflow_class = local.get("workflow_class", ConfigWorkflow)
+            own = set(RUN_ARGUMENTS)
+            if isinstance(workflow_class, type):
+                own |= {
+                    name
+                    for name, p in inspect.signature(workflow_class.__init__).parameters.items()
+                    if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"
+                }
+            workflow = local.get("workflow_")
+            meta_file = getattr(workflow, "meta_file", None) or args.get("meta_file")
+            return RunSettings(
+                config_files=_config_files(local.get("config_file")),
+                overrides={k: v for k, v in args.items() if k not in own},
+                meta_file=meta_file if isinstance(meta_file, str) else None,
+                tracking=args.get("tracking"),
+            )
+        frame = frame.f_back
+    return None
+
+
+def _tracking_settings(tracking: Any) -> list[str]:
+    """Top-level settings that MONAI's ``--tracking`` adds to a run (``save_execute_config`` etc.)."""
+    if tracking is None:
+        return []
+    if isinstance(tracking, str) and tracking in DEFAULT_EXP_MGMT_SETTINGS:
+        settings = DEFAULT_EXP_MGMT_SETTINGS[tracking]
+    elif isinstance(tracking, Mapping):
+        settings = tracking
+    else:
+        settings = ConfigParser.load_config_files(tracking)
+    return list(settings.get("configs", {}))
+
+
+def setting_problems(
+    overrides: Mapping[str, Any],
+    config: Mapping[str, Any],
+    extra_names: Iterable[str] = (),
+) -> list[str]:
+    """Describe every override that ``config`` (the merged config files of a run) cannot take; empty when all fit.
+
+    A top-level name must be defined by the config; in a path ``a#b#c`` everything but the last part must be
+    (the last part may add an argument to a component). A value given to a setting whose default is a JSON
+    boolean must read as one (:func:`~monai_exudate.bundle.settings.as_bool`); one given to a yes/no argument
+    inside a component (``train#dataloader#shuffle``), which no config parses, must be a Python ``True``/``False``.
+    """
+    parser = ConfigParser(dict(config))
+    extra = set(extra_names)
+    problems = []
+    for key, value in overrides.items():
+        parts = ReferenceResolver.split_id(ReferenceResolver.normalize_id(str(key).lstrip("+")))
+        if parts[0] == META_KEY and META_KEY not in config:
+            continue
+        if len(parts) == 1 and parts[0] in extra:
+            continue
+        missing = _first_missing(parser, parts if len(parts) == 1 else parts[:-1])
+        if missing is not None:
+            problems.append(_unknown(key, parser, parts[: missing + 1], extra))
+            continue
+        if _first_missing(parser, parts) is not None or not isinstance(parser[ID_SEP_KEY.join(parts)], bool):
+            continue
+        if len(parts) > 1 and not isinstance(value, bool):
+            # a component argument reaches its class as given: the string 'false' would act as true there
+            problems.append(f"{key!r} is a component's yes/no argument: give it as True or False, got {value!r}")
+            continue
+        try:
+            as_bool(value, key)
+        except ValueError as err:
+            problems.append(str(err).replace("setting ", "", 1))
+    return problems
+
+
+def _children(parser: ConfigParser, parts: Sequence[str]) -> list[str]:
+    node = parser.get(ID_SEP_KEY.join(parts)) if parts else parser.get()
+    if isinstance(node, Mapping):
+        return [str(k) for k in node]
+    if isinstance(node, list):
+        return [str(i) for i in range(len(node))]
+    return []
+
+
+def _first_missing(parser: ConfigParser, parts: Sequence[str]) -> int | None:
+    for i, part in enumerate(parts):
+        if part not in _children(parser, parts[:i]):
+            return i
+    return None
+
+
+def _unknown(key: str, parser: ConfigParser, parts: Sequence[str], extra: set[str]) -> str:
+    prefix = "#".join(parts[:-1])
+    names = _children(parser, parts[:-1]) + (sorted(extra) if len(parts) == 1 else [])
+    close = difflib.get_close_matches(parts[-1], names, n=3, cutoff=0.6)
+    hint = ("; closest: " + ", ".join(f"{prefix}#{c}" if prefix else c for c in close)) if close else ""
+    if not prefix:
+        return f"{key!r} is not defined by any config of the run{hint}"
+    return f"{key!r}: {parts[-1]!r} is not defined in {prefix!r}{hint}"
+
+
+def check_run_settings(settings: RunSettings | None) -> None:
+    """Raise ``SettingsError`` listing every setting of ``settings`` that its config files do not define."""
+    if settings is None or not settings.overrides or not settings.config_files:
+        return
+    config = ConfigParser.load_config_files(settings.config_files)
+    if settings.meta_file and Path(settings.meta_file).is_file():
+        config[META_KEY] = ConfigParser.load_config_files(settings.meta_file)
+    problems = setting_problems(settings.overrides, config, _tracking_settings(settings.tracking))
+    if problems:
+        files = ", ".join(Path(f).name for f in settings.config_files)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise SettingsError(f"{len(problems)} setting(s) refused for configs {files}; nothing was run:\n{lines}")
