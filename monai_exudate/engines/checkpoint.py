@@ -84,7 +84,9 @@ class AtomicCheckpointSaver(CheckpointSaver):
         checkpoint = self._interval_checkpoint
         if checkpoint._saved or not engine.state.epoch:
             return
-        pattern = re.compile(re.escape(f"{self.file_prefix}_") + r"(?:\w+_)?epoch=(\d+)\.pt")
+        prefix = f"{checkpoint.filename_prefix}_" if checkpoint.filename_prefix else ""
+        name = next(iter(self.save_dict)) if len(self.save_dict) == 1 else "checkpoint"  # ignite's naming
+        pattern = re.compile(re.escape(f"{prefix}{name}_epoch=") + r"(\d+)\.pt")
         found = sorted(
             (int(m.group(1)), p.name) for p in Path(self.save_dir).glob("*.pt") if (m := pattern.fullmatch(p.name))
         )

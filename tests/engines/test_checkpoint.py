@@ -82,3 +82,19 @@ def test_fixed_name_file_is_replaced_in_place_never_removed_first(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         engine.run([0], max_epochs=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_restarted_saver_keeps_n_saved_across_runs(tmp_path):
+    net = torch.nn.Linear(2, 2)
+
+    def run(max_epochs: int, start_epoch: int) -> None:
+        engine = Engine(lambda e, b: None)
+        engine.add_event_handler(Events.STARTED, lambda e: setattr(e.state, "epoch", start_epoch))  # as on resume
+        AtomicCheckpointSaver(save_dir=str(tmp_path), save_dict={"model": net}, save_interval=1,
+                              n_saved=2).attach(engine)  # fmt: skip
+        engine.run([0], max_epochs=max_epochs)
+
+    run(3, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_epoch=2.pt", "model_epoch=3.pt"]
+    run(5, 3)  # a restart at epoch 3: the files of epochs 2 and 3 count toward n_saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_epoch=4.pt", "model_epoch=5.pt"]
