@@ -16,6 +16,8 @@ from monai_exudate.engines.finite import NonFiniteWeightsError, describe, nonfin
 
 logger = logging.getLogger(__name__)
 
+_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile.NamedTemporaryFile's names, as ignite's DiskSaver makes them
+
 
 class _GuardedSaver(BaseSaveHandler):
     """Refuse a checkpoint holding NaN/inf; delete superseded files only after the new one is safely written."""
@@ -56,7 +58,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
       is overwritten in place, so a kill while saving never leaves the folder without it.
     - Epoch-level interval files: at ``STARTED`` (after ``ResumeHandler``, so attach this one later) the files of
       earlier epochs already in ``save_dir`` become this saver's retained list, so ``n_saved`` still holds after a
-      restart (extra ones beyond ``n_saved`` are deleted, as an uninterrupted run would have).
+      restart (extra ones beyond ``n_saved`` are deleted, as an uninterrupted run would have), and temporary files
+      left by a save that was killed are removed.
     - Key-metric saving: when its list is empty at ``STARTED`` of the evaluator but the evaluator already has a best
       metric (restored by ``RunState`` on resume) and the file exists, that best is the score to beat, so the first
       validation after a resume replaces the file only when it is better.
@@ -81,6 +84,10 @@ class AtomicCheckpointSaver(CheckpointSaver):
             engine.add_event_handler(Events.STARTED, self._adopt_best_metric)
 
     def _adopt_interval_files(self, engine: Engine) -> None:
+        for leftover in Path(self.save_dir).glob("tmp*"):  # ignite's temporary files of a save that was killed
+            if _TEMPORARY.fullmatch(leftover.name) and leftover.is_file():
+                logger.info("removing %s, left by a save that was interrupted", leftover)
+                leftover.unlink(missing_ok=True)
         checkpoint = self._interval_checkpoint
         if checkpoint._saved or not engine.state.epoch:
             return

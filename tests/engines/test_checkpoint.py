@@ -96,5 +96,6 @@ def test_restarted_saver_keeps_n_saved_across_runs(tmp_path):
 
     run(3, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_epoch=2.pt", "model_epoch=3.pt"]
-    run(5, 3)  # a restart at epoch 3: the files of epochs 2 and 3 count toward n_saved
+    (tmp_path / "tmpab_3x9k1").write_bytes(b"PK")  # what a save killed half-way leaves behind
+    run(5, 3)  # a restart at epoch 3: the files of epochs 2 and 3 count toward n_saved; the leftover goes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_epoch=4.pt", "model_epoch=5.pt"]
