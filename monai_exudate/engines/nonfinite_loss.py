@@ -24,14 +24,19 @@ class NonFiniteLossHandler:
     constant and gradients are cleared, so the optimizer leaves every weight (and its momentum) untouched; under AMP
     the grad scaler already skips steps with non-finite gradients. The network's buffers (BatchNorm running
     statistics) are copied before each forward pass and put back after a skipped one, since that pass already folded
-    the bad batch into them.
+    the bad batch into them. ``max_consecutive_skips`` (skip mode) stops the run with ``NonFiniteLossError`` when
+    that many steps in a row were skipped: the run has diverged and skipping more would only waste the time left.
     """
 
-    def __init__(self, mode: str = "stop") -> None:
+    def __init__(self, mode: str = "stop", max_consecutive_skips: int = 10) -> None:
         if mode not in ("stop", "skip"):
             raise ValueError(f"nonfinite loss mode must be 'stop' or 'skip', got {mode!r}")
+        if max_consecutive_skips < 1:
+            raise ValueError(f"max_consecutive_skips must be at least 1, got {max_consecutive_skips}")
         self.mode = mode
+        self.max_consecutive_skips = max_consecutive_skips
         self.skipped = 0
+        self.consecutive = 0
         self._buffers: list[torch.Tensor] = []
 
     def attach(self, engine: Engine) -> None:
@@ -52,11 +57,19 @@ class NonFiniteLossHandler:
     def __call__(self, engine: Engine) -> None:
         loss = engine.state.output[CommonKeys.LOSS]
         if bool(torch.isfinite(loss.detach()).all()):
+            self.consecutive = 0
             return
         where = f"epoch {engine.state.epoch}, iteration {engine.state.iteration}"
         if self.mode == "stop":
             raise NonFiniteLossError(f"training loss is {loss.item()} at {where}; stopping, last checkpoint kept")
         self.skipped += 1
+        self.consecutive += 1
+        if self.consecutive >= self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at {where}: {self.consecutive} steps in a row skipped "
+                f"(max_consecutive_skips={self.max_consecutive_skips}); the run has diverged, stopping with the "
+                "last checkpoint kept"
+            )
         logger.warning("training loss is %s at %s; step skipped (%d so far)", loss.item(), where, self.skipped)
         self._restore_buffers(engine)
         if getattr(engine, "amp", False) and getattr(engine, "scaler", None) is not None:

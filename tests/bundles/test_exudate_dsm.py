@@ -164,3 +164,32 @@ def test_idrid_overlay_resizes_without_fov_crop(config):
             parser.update({"fov_crop": settings.get("fov_crop", True)})
         found[overlay] = any(isinstance(t, FieldOfViewCropd) for t in parser.get_parsed_content(key).transforms)
     assert found == {None: True, "idrid.json": False, "ddr.json": True}
+
+
+def _chain(err: BaseException) -> str:
+    text = []
+    while err is not None:
+        text.append(f"{type(err).__name__}: {err}")
+        err = err.__cause__ or err.__context__
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize("broken", ["nan_weights", "overflowing_weights"])
+def test_evaluate_fails_loudly_on_nonfinite_weights_or_output(trained, tmp_path, broken):
+    state = torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=True)
+    for key, value in state.items():
+        if value.is_floating_point() and key.endswith(("weight", "bias")):
+            value.mul_(float("nan") if broken == "nan_weights" else 1e30)  # finite, but the output overflows
+    (tmp_path / "models").mkdir()
+    torch.save(state, tmp_path / "models" / "model.pt")
+    dirs = {"dataset_dir": trained["dataset_dir"], "output_dir": str(tmp_path / "out"),
+            "ckpt_dir": str(tmp_path / "models")}  # fmt: skip
+    with pytest.raises(Exception) as info:
+        run("evaluating", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+            meta_file=str(CONFIGS / "metadata.json"), **TINY, **dirs)  # fmt: skip
+    said = _chain(info.value)
+    if broken == "nan_weights":
+        assert "NonFiniteWeightsError" in said and "model.pt" in said
+    else:
+        assert "NonFiniteOutputError" in said and "IDRiD_" in said
+    assert not (tmp_path / "out" / "eval" / "metrics.json").exists()

@@ -255,3 +255,30 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
     exported = torch.jit.load(str(ts_path))
     with torch.no_grad():
         torch.testing.assert_close(exported(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+def _chain(err: BaseException) -> str:
+    text = []
+    while err is not None:
+        text.append(f"{type(err).__name__}: {err}")
+        err = err.__cause__ or err.__context__
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize("broken", ["nan_weights", "overflowing_weights"])
+def test_evaluate_fails_loudly_on_nonfinite_weights_or_output(trained, tmp_path, broken):
+    state = torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=True)
+    for key, value in state.items():
+        if value.is_floating_point() and key.endswith(("weight", "bias")):
+            value.mul_(float("nan") if broken == "nan_weights" else 1e30)  # finite, but the output overflows
+    (tmp_path / "models").mkdir()
+    torch.save(state, tmp_path / "models" / "model.pt")
+    dirs = {**_dirs(trained), "output_dir": str(tmp_path / "out"), "ckpt_dir": str(tmp_path / "models")}
+    with pytest.raises(Exception) as info:
+        run("evaluating", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")], **TINY, **dirs)
+    said = _chain(info.value)
+    if broken == "nan_weights":
+        assert "NonFiniteWeightsError" in said and "model.pt" in said
+    else:
+        assert "NonFiniteOutputError" in said and "IDRiD_" in said
+    assert not (tmp_path / "out" / "eval" / "metrics.json").exists()

@@ -138,3 +138,23 @@ def test_skip_drops_the_step_and_training_goes_on():
     assert not same(snapshots[1], initial)
     assert all(torch.isfinite(v).all() for v in params(net).values())
     assert losses[2] == 0.0 and all(0.0 < losses[i] < 2.0 for i in losses if i != 2)
+
+
+def test_skip_mode_stops_after_too_many_skips_in_a_row():
+    trainer, handler = make_trainer("skip", bad_calls={2, 3, 4, 5}, max_epochs=2)
+    handler.max_consecutive_skips = 3
+    with pytest.raises(NonFiniteLossError, match=r"3 steps in a row skipped \(max_consecutive_skips=3\)"):
+        trainer.run()
+    assert trainer.state.iteration == 4 and handler.skipped == 3
+
+
+def test_skip_mode_counts_only_consecutive_skips():
+    trainer, handler = make_trainer("skip", bad_calls={1, 2, 4, 5}, max_epochs=2)  # never 3 in a row
+    handler.max_consecutive_skips = 3
+    trainer.run()
+    assert handler.skipped == 4 and handler.consecutive == 0
+
+
+def test_skip_limit_must_be_positive():
+    with pytest.raises(ValueError, match="max_consecutive_skips"):
+        NonFiniteLossHandler("skip", max_consecutive_skips=0)

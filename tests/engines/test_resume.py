@@ -151,3 +151,30 @@ def test_latest_checkpoint_picks_highest_epoch(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint_epoch=10.pt"
     assert latest_checkpoint(tmp_path, prefix="other") == tmp_path / "other_epoch=12.pt"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nonfinite"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, damage):
+    source = tmp_path / "source"
+    build(1, source, seed=0)[0].run()
+    models = tmp_path / "models"
+    models.mkdir()
+    good = models / "checkpoint_epoch=1.pt"
+    good.write_bytes((source / "checkpoint_epoch=1.pt").read_bytes())
+    bad = models / "checkpoint_epoch=2.pt"
+    if damage == "truncated":
+        bad.write_bytes(good.read_bytes()[:300])
+    else:
+        state = torch.load(good, weights_only=False)
+        next(iter(state["model"].values())).view(-1)[0] = float("nan")
+        torch.save(state, bad)
+    trainer, _, resume = build(TOTAL_EPOCHS, models, seed=0)
+    epochs = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
+    with caplog.at_level("WARNING", logger="monai_exudate.engines.resume"):
+        trainer.run()
+    assert resume.loaded == good and resume.skipped == [bad]
+    assert epochs == [2, 3, 4]  # the epoch of the damaged file is trained again
+    said = caplog.text
+    assert str(bad) in said and ("unreadable" in said if damage == "truncated" else "non-finite" in said)
+    assert f"resumed from {good}" in said
