@@ -121,6 +121,7 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     }
     if kind == "infer":
         content["network"] = "$@network_def"  # an untrained network: no checkpoint needed to see the switches
+        content["runner#model_file"] = None  # so there is no model file to record in the output manifest
     probe.write_text(json.dumps(content))
     files = [str(BUNDLES / bundle / "configs" / c) for c in configs] + [str(probe)]
     given = OFF if value == "off" else ON
