@@ -6,6 +6,7 @@ from monai_exudate.engines.checkpoint import AtomicCheckpointSaver
 from monai_exudate.engines.dual_branch_trainer import DualBranchPrepareBatch, DualBranchTrainer
 from monai_exudate.engines.metrics_report import MetricsReportWriter
 from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
+from monai_exudate.engines.operating_threshold import OperatingThresholdHandler, load_operating_threshold
 from monai_exudate.engines.overlays import ValidationOverlayHandler, overlay_errors
 from monai_exudate.engines.pr_curve import PRCurveHandler, draw_pr_curve
 from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
@@ -18,10 +19,12 @@ __all__ = [
     "MetricsReportWriter",
     "NonFiniteLossError",
     "NonFiniteLossHandler",
+    "OperatingThresholdHandler",
     "PRCurveHandler",
     "ResumeHandler",
     "ValidationOverlayHandler",
     "latest_checkpoint",
+    "load_operating_threshold",
     "utils",
     "draw_pr_curve",
     "overlay_errors",
