@@ -43,7 +43,8 @@ class OperatingThresholdHandler:
     whenever this validation is the best one so far by the evaluator's key metric, i.e. when the key-metric
     checkpoint ``model.pt`` is saved. ``mode="apply"`` (evaluation): the threshold is read from ``path`` (0.5 when
     the file is absent). Metrics added: ``<lesion>_threshold`` and ``<lesion>_{iou,sn,ppv,f}_at_threshold``.
-    Written here because MONAI's and Ignite's metrics have a fixed threshold.
+    Written here because MONAI's and Ignite's metrics have a fixed threshold. Under multi-GPU training it runs on
+    the main rank only and sees that rank's share of the validation set, as the PR-curve handler does.
     """
 
     def __init__(
