@@ -8,6 +8,7 @@ from monai_exudate.engines.finite import NonFiniteWeightsError
 from monai_exudate.engines.metrics_report import MetricsReportWriter
 from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
 from monai_exudate.engines.nonfinite_output import FiniteCheckpointLoader, NonFiniteOutputError, NonFiniteOutputHandler
+from monai_exudate.engines.operating_threshold import OperatingThresholdHandler, load_operating_threshold
 from monai_exudate.engines.overlays import ValidationOverlayHandler, overlay_errors
 from monai_exudate.engines.pr_curve import PRCurveHandler, draw_pr_curve
 from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
@@ -25,11 +26,13 @@ __all__ = [
     "NonFiniteOutputError",
     "NonFiniteOutputHandler",
     "NonFiniteWeightsError",
+    "OperatingThresholdHandler",
     "PRCurveHandler",
     "ResumeHandler",
     "RunState",
     "ValidationOverlayHandler",
     "latest_checkpoint",
+    "load_operating_threshold",
     "utils",
     "draw_pr_curve",
     "overlay_errors",

@@ -26,6 +26,7 @@ __all__ = [
     "binarize",
     "check_probabilities",
     "counts_at_threshold",
+    "f_maximising_threshold",
     "pixel_histograms",
     "pixel_scores",
     "precision_recall_points",
@@ -133,6 +134,31 @@ def counts_at_threshold(pos_hist, neg_hist, threshold: float = 0.5) -> tuple[int
     tp = int(pos_hist[above].sum())
     fp = int(neg_hist[above].sum())
     return tp, fp, int(pos_hist.sum()) - tp
+
+
+def f_maximising_threshold(pos_hist, neg_hist) -> tuple[float, float]:
+    """``(threshold, F)`` of the F-maximising operating point of one channel's 8-bit level histograms.
+
+    Candidates are the 255 cuts between adjacent levels; the threshold is returned mid-way between the two levels,
+    ``(k + 0.5) / 255``, so ``q / 255 > threshold`` selects exactly the levels above ``k``. Ties go to the cut nearest
+    0.5; without any positive pixel the result is ``(0.5, 0.0)``.
+    """
+    pos_hist = np.asarray(pos_hist, dtype=np.int64)
+    neg_hist = np.asarray(neg_hist, dtype=np.int64)
+    if pos_hist.shape != neg_hist.shape or pos_hist.ndim != 1 or pos_hist.size < 2:
+        raise ValueError(f"histograms must be 1-D of the same length >= 2, got {pos_hist.shape} and {neg_hist.shape}.")
+    total = int(pos_hist.sum())
+    if total == 0:
+        return 0.5, 0.0
+    levels = pos_hist.size
+    # tp[k], fp[k]: pixels with level > k, for the cuts k = 0 .. levels - 2
+    tp = np.cumsum(pos_hist[::-1])[::-1][1:].astype(np.float64)
+    fp = np.cumsum(neg_hist[::-1])[::-1][1:].astype(np.float64)
+    f = 2.0 * tp / np.maximum(tp + fp + total, 1.0)
+    thresholds = (np.arange(levels - 1) + 0.5) / (levels - 1)
+    best = np.flatnonzero(f == f.max())
+    k = int(best[np.argmin(np.abs(thresholds[best] - 0.5))])
+    return float(thresholds[k]), float(f[k])
 
 
 def _ratio(num: float, den: float) -> float:

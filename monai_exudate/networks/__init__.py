@@ -8,6 +8,7 @@ from monai_exudate.networks.hrnet import HRNetV2, load_hrnet_checkpoint
 from monai_exudate.networks.pretrained import init_head_weights, load_pretrained_backbone
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import Bottleneck, DilatedResNet
+from monai_exudate.networks.unet import DualUNet, UNet, fuse_branch_probabilities
 from monai_exudate.networks.vgg import VGG16Backbone
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "DeepLabV3",
     "DilatedResNet",
     "DualBranchNet",
+    "DualUNet",
     "FCNHead",
     "HED",
     "HEDHead",
@@ -25,9 +27,11 @@ __all__ = [
     "HRNetV2",
     "PSPHead",
     "PSPNet",
+    "UNet",
     "VGG16Backbone",
     "build_exudate_network",
     "build_hrdecoder",
+    "fuse_branch_probabilities",
     "init_head_weights",
     "load_hrnet_checkpoint",
     "load_pretrained_backbone",

@@ -13,11 +13,14 @@ from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import DilatedResNet
+from monai_exudate.networks.unet import DualUNet, UNet
 from monai_exudate.networks.vgg import VGG16_STAGE_ENDS, VGG16Backbone, run_vgg_stages
 
 __all__ = ["DualBranchNet", "build_exudate_network", "ARCHITECTURES"]
 
-ARCHITECTURES = ("pspnet", "deeplabv3", "hed")
+ARCHITECTURES = ("pspnet", "deeplabv3", "hed", "unet")
+# architectures built on a classification backbone (DualBranchNet); "unet" is built by DualUNet / UNet
+_BACKBONE_ARCHITECTURES = ("pspnet", "deeplabv3", "hed")
 BRANCH_NAMES = ("large", "small")
 # HED shares VGG16 stages 1-3: `features` up to and including the last ReLU of stage 3
 _HED_SHARED_END = VGG16_STAGE_ENDS[2]
@@ -98,8 +101,8 @@ class DualBranchNet(nn.Module):
         branch_layer4_blocks: int | None = None,
     ) -> None:
         super().__init__()
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}, got '{arch}'.")
+        if arch not in _BACKBONE_ARCHITECTURES:
+            raise ValueError(f"arch must be one of {_BACKBONE_ARCHITECTURES}, got '{arch}' (use DualUNet for 'unet').")
         self.arch = arch
         if arch == "hed":
             if branch_layer4_blocks is not None:
@@ -174,7 +177,8 @@ def build_exudate_network(
     in_channels: int = 3,
     branch_layer4_blocks: int | None = None,
 ) -> nn.Module:
-    """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``) or dual-branch (``DualBranchNet``) network.
+    """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,
+    ``DualUNet``) network.
 
     Parameter counts at full size (width 64, layers (3, 4, 6, 3), out_channels 1), dual / single:
     PSPNet 89.3M / 48.9M = 1.83x, DeepLabv3 70.7M / 39.6M = 1.78x, HED 27.7M / 14.7M = 1.88x (paper: about
@@ -182,21 +186,29 @@ def build_exudate_network(
     authors' released code does): PSPNet 78.8M = 1.61x, DeepLabv3 60.2M = 1.52x.
 
     Args:
-        arch: "pspnet", "deeplabv3" or "hed".
+        arch: "pspnet", "deeplabv3", "hed" or "unet" (full-resolution U-Net; ``width`` is its first-level width,
+            ``layers`` is ignored, no pretrained backbone).
         dual: build the dual-branch network (else the single-branch one).
         out_channels: number of output channels.
         width: ResNet stem width or, for HED, VGG16 stage-1 width (64 at full size).
         layers: bottleneck blocks per ResNet stage (ignored for HED).
         pretrained_path: optional local torchvision-format backbone checkpoint.
-        dropout: dropout probability in the PSPNet/DeepLabv3 heads (unused by HED).
+        dropout: dropout probability in the PSPNet/DeepLabv3 heads and in every U-Net conv block (unused by HED).
         in_channels: image channels.
         branch_layer4_blocks: dual ResNet networks only, see ``DualBranchNet``.
 
     Raises:
-        ValueError: unknown ``arch``, or ``branch_layer4_blocks`` given for a single-branch network.
+        ValueError: unknown ``arch``, ``branch_layer4_blocks`` given for a single-branch network or for "unet", or
+            ``pretrained_path`` given for "unet".
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got '{arch}'.")
+    if arch == "unet":
+        if branch_layer4_blocks is not None or pretrained_path is not None:
+            raise ValueError(
+                "arch 'unet' has no pretrained backbone: branch_layer4_blocks and pretrained_path must be None."
+            )
+        return (DualUNet if dual else UNet)(in_channels, out_channels, width, dropout)
     layers = tuple(layers)
     if dual:
         return DualBranchNet(

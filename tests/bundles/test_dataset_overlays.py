@@ -15,6 +15,7 @@ BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 CASES = [
     ("exudate_dsm", "idrid.json", "spatial_size", (1440, 960)),
     ("exudate_dsm", "ddr.json", "spatial_size", (1024, 1024)),
+    ("exudate_dsm", "cpu.json", "spatial_size", (1440, 960)),
     ("fundus_lesion_hrdecoder", "idrid.json", "resize_size", (2880, 1920)),
     ("fundus_lesion_hrdecoder", "ddr.json", "resize_size", (2048, 1755)),  # FOV crop 700x600 first
 ]
@@ -41,3 +42,18 @@ def test_inference_with_the_overlay_matches_training(tmp_path, bundle, overlay, 
     Image.fromarray(photo).save(tmp_path / "photo.png")
     image = inference.get_parsed_content("preprocessing")({"image": str(tmp_path / "photo.png")})["image"]
     assert tuple(image.shape) == (3, *expected) and image.dtype == torch.float32
+
+
+def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window():
+    from monai.inferers import SlidingWindowInferer
+
+    inference = _parser("exudate_dsm", "inference.json", "cpu.json")
+    training = _parser("exudate_dsm", "train.json", "cpu.json")
+    for parser in (inference, training):
+        assert parser["arch"] == "unet" and parser["branches"] == "dual" and parser["patch_training"] is True
+    assert inference["patch_size"] == training["patch_size"] and inference["net_dropout"] == training["net_dropout"]
+    inferer = inference.get_parsed_content("inferer")
+    assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == training["patch_size"]
+    names = [type(t).__name__ for t in training.get_parsed_content("train#augmentation")]
+    assert training["loss_name"] == "dsm" and "RandFlipRotate90d" in names
+    assert isinstance(training.get_parsed_content("validate#inferer"), SlidingWindowInferer)

@@ -168,9 +168,9 @@ def test_bfloat16_autocast(arch):
 
 
 def test_unknown_arch_raises():
-    with pytest.raises(ValueError, match="unet"):
-        build_exudate_network("unet")
-    with pytest.raises(ValueError, match="unet"):
+    with pytest.raises(ValueError, match="segformer"):
+        build_exudate_network("segformer")
+    with pytest.raises(ValueError, match="unet"):  # the U-Net has its own class, DualUNet
         DualBranchNet("unet")
 
 

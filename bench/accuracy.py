@@ -1,0 +1,251 @@
+"""Accuracy at equal training pixels: the CPU profile's dual DSM U-Net, its single + Dice ablation, a plain MONAI UNet.
+
+Usage: ``python bench/accuracy.py [--dataset_dir DIR] [--seeds 0 1 2] [--epochs 12 | --pixels P] [--out FILE]``.
+
+Every system trains from scratch on the same lesion-biased crops (the profile's ``RandCropByPosNegLabeld``) at the
+profile's training resolution, and sees the same number of training pixels in the same number of optimiser steps:
+(a) the CPU profile (``configs/train.json`` + ``configs/cpu.json``: dual U-Net + DSM loss) run by the bundle's own
+trainer for ``E`` epochs (each step one batch of ``B`` photographs x ``S`` crops per branch); (b) the same profile
+with ``branches=single``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs; (c) MONAI's ``UNet`` + ``DiceLoss``
+(sigmoid), Adam 1e-3, in a short MONAI-only loop with batches of ``2B`` photographs for the same number of steps.
+All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
+training resolution, predictions inverted to the original size) with the project's metrics at threshold 0.5: pixel
+IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all components under 100 pixels.
+Results: a markdown table (mean +/- std over seeds, wall time per row) printed and written to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+from monai.data import DataLoader
+from monai.losses import DiceLoss
+from monai.networks.nets import UNet
+from monai.utils import set_determinism
+
+from monai_exudate.metrics import PixelCounts, RegionCounts, SizeRecall
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
+DEFAULT_DATASET = REPO.parent / "shared" / "data" / "idrid_sample"
+SYSTEMS = ("dual_dsm", "single_dice", "monai_unet")
+LABELS = {
+    "dual_dsm": "exudate_dsm CPU profile: dual U-Net + DSM",
+    "single_dice": "exudate_dsm CPU profile: single U-Net + Dice",
+    "monai_unet": "plain MONAI UNet + DiceLoss, Adam 1e-3",
+}
+COLUMNS = ("iou", "f", "aupr", "region_f", "recall_lt100", "recall_0-25", "recall_25-100", "recall_100-400")
+SIZE_BINS = (0, 25, 100, 400, 1600, math.inf)
+SMOKE = {
+    "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'",
+    "synthetic_num": 4, "synthetic_size": [96, 72], "spatial_size": [64, 48],
+    "patch_size": [32, 32], "patch_samples": 2, "net_width": 2, "sw_batch_size": 4,
+}  # fmt: skip
+
+
+def profile_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigParser:
+    """A parser over the bundle configs (relative names are looked up in the bundle's configs folder)."""
+    parser = ConfigParser()
+    parser.read_config([str(c if Path(c).is_absolute() else CONFIGS / c) for c in configs])
+    parser.update(overrides)
+    return parser
+
+
+def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.device) -> dict[str, float]:
+    """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
+
+    Each photograph goes through the evaluation preprocessing, the profile's inferer and the inversion of the
+    preprocessing (``validate#postprocessing``); labels are the original masks.
+    """
+    dataset = parser.get_parsed_content("validate#dataset")
+    inferer = parser.get_parsed_content("validate#inferer")
+    invert = parser.get_parsed_content("validate#postprocessing")
+    pixel, region = PixelCounts(), RegionCounts(sigmas=(0.5,))
+    sizes, small = SizeRecall(bin_edges=SIZE_BINS), SizeRecall(bin_edges=(0, 100))
+    network.eval()
+    for item in dataset:
+        with torch.no_grad():
+            item["pred"] = inferer(item["image"][None].to(device), network)[0].cpu()
+        item = invert(item)
+        probs = torch.as_tensor(item["pred"])[None].float().clamp(0, 1)
+        label = torch.as_tensor(item["label"])[None].float()
+        if probs.shape != label.shape:
+            raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
+        for acc in (pixel, region, sizes, small):
+            acc.update(probs, label)
+    scores = pixel.compute()[0]
+    out = {k: scores[k] for k in ("iou", "f", "aupr")}
+    out["region_f"] = region.compute()[0][0.5]["f"]
+    bins = sizes.compute()[0]
+    for label in ("0-25", "25-100", "100-400"):
+        out[f"recall_{label}"] = bins[label]["recall"]
+    out["recall_lt100"] = small.compute()[0]["0-100"]["recall"]
+    out["lesions_lt100"] = small.compute()[0]["0-100"]["total"]
+    return out
+
+
+def _crops_seen(loader: DataLoader, epochs: int, per_item: int, branches: int) -> int:
+    """Crops fed to the network: every photograph once per epoch and branch, ``per_item`` crops each."""
+    return epochs * len(loader.dataset) * per_item * branches
+
+
+def train_profile(configs: Sequence[str | Path], overrides: dict) -> tuple[torch.nn.Module, int, int]:
+    """Train with the bundle's own trainer; returns ``(network, optimiser steps, crops seen)``."""
+    parser = profile_parser(configs, overrides)
+    parser.get_parsed_content("initialize")
+    trainer = parser.get_parsed_content("train#trainer")
+    trainer.run()
+    dual = parser["branches"] == "dual"
+    loader = parser.get_parsed_content("train#dataloader")
+    crops = _crops_seen(loader, trainer.state.max_epochs, parser["patch_samples"], 2 if dual else 1)
+    return parser.get_parsed_content("network"), int(trainer.state.iteration), crops
+
+
+def train_monai_unet(parser: ConfigParser, steps: int, batch_size: int, seed: int, device: torch.device):
+    """MONAI ``UNet`` + ``DiceLoss`` on the profile's training crops, Adam 1e-3; returns ``(network, steps, crops)``."""
+    set_determinism(seed=seed)
+    dataset = parser.get_parsed_content("train#dataset")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
+    unet = UNet(2, 3, 1, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2).to(device)
+    optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
+    loss_fn = DiceLoss(sigmoid=True)
+    done, crops = 0, 0
+    unet.train()
+    while done < steps:
+        for batch in loader:
+            image, label = batch["image"].to(device), batch["label"].to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(unet(image), label).backward()
+            optimizer.step()
+            done, crops = done + 1, crops + image.shape[0]
+            if done == steps:
+                break
+    return torch.nn.Sequential(unet, torch.nn.Sigmoid()), done, crops
+
+
+def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """Train one system with one seed and score it; adds ``steps``, ``crops`` and ``seconds``."""
+    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    root = workdir / f"{system}_seed{seed}"
+    overrides = {
+        **(SMOKE if args.smoke else {"dataset_dir": str(args.dataset_dir)}), **dict(args.override),
+        "seed": seed, "bundle_root": str(root), "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+    }  # fmt: skip
+    base = profile_parser(args.configs, overrides)
+    batch, epochs = int(base["batch_size"]), _epochs(args, base)
+    # the dual trainer consumes one batch per branch per step; the others get both batches as one
+    common = {**overrides, "val_interval": 10 * epochs + 10, "resume": False}
+    start = time.perf_counter()
+    if system == "dual_dsm":
+        network, steps, crops = train_profile(args.configs, {**common, "max_epochs": epochs})
+    elif system == "single_dice":
+        single = {"branches": "single", "loss_name": "dice", "batch_size": 2 * batch, "max_epochs": 2 * epochs}
+        network, steps, crops = train_profile(args.configs, {**common, **single})
+    else:
+        dual_steps = epochs * math.ceil(_num_train(base) / batch)
+        network, steps, crops = train_monai_unet(base, dual_steps, 2 * batch, seed, device)
+    evaluation = profile_parser([*args.configs[:1], "evaluate.json", *args.configs[1:]], overrides)
+    result = score_network(network, evaluation, device)
+    result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
+    return result
+
+
+def _num_train(parser: ConfigParser) -> int:
+    return len(parser.get_parsed_content("train#datalist"))
+
+
+def _epochs(args: argparse.Namespace, parser: ConfigParser) -> int:
+    if args.pixels is None:
+        return int(args.epochs)
+    size = parser.get_parsed_content("patch_size")
+    per_epoch = 2 * _num_train(parser) * int(parser["patch_samples"]) * math.prod(size)
+    return max(1, round(args.pixels / per_epoch))
+
+
+def _fmt(values: Sequence[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} +/- {std:.3f}"
+
+
+def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
+    """Markdown table, one row per system: mean +/- std over seeds of each metric, crops seen, wall time per run."""
+    head = ["system", "seeds", *COLUMNS, "steps", "crops seen", "wall time per run (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for system, runs in results.items():
+        cells = [LABELS.get(system, system), str(len(runs))]
+        cells += [_fmt([r[c] for r in runs]) for c in COLUMNS]
+        seconds = [r["seconds"] for r in runs]
+        cells += [f"{statistics.mean(r[k] for r in runs):.0f}" for k in ("steps", "crops")]
+        cells.append(f"{statistics.mean(seconds):.0f} +/- {statistics.stdev(seconds) if len(seconds) > 1 else 0:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lesions = {r.get("lesions_lt100") for runs in results.values() for r in runs}
+    lines.append("")
+    lines.append(f"recall_lt100: share of the {', '.join(str(n) for n in sorted(lesions))} test components under 100 "
+                 "pixels (8-connectivity, at the photographs' own size) with at least half their pixels predicted.")
+    return "\n".join(lines)
+
+
+def _override(text: str) -> tuple[str, object]:
+    import json
+
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> str:
+    """Run the benchmark; returns the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset_dir", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--configs", nargs="+", default=["train.json", "cpu.json"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of the dual model (the others: equal pixels)")
+    parser.add_argument("--pixels", type=float, default=None, help="training pixels per system (overrides --epochs)")
+    parser.add_argument("--override", type=_override, nargs="*", default=[], help="config overrides key=json")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "accuracy_results.md")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.smoke and not Path(args.dataset_dir).is_dir():
+        parser.error(f"--dataset_dir {args.dataset_dir} is not a folder")
+    results: dict[str, list[dict[str, float]]] = {s: [] for s in args.systems}
+    with tempfile.TemporaryDirectory(prefix="accuracy_") as tmp:
+        workdir = args.workdir or Path(tmp)
+        for seed in args.seeds:
+            for system in args.systems:
+                result = run_system(system, seed, args, workdir)
+                results[system].append(result)
+                log(f"{system} seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items() if v is not None))
+                table = _write_table(results, args.out, argv)  # after every run: an interrupted run keeps its rows
+    log(table)
+    return table
+
+
+def _write_table(results: dict[str, list[dict[str, float]]], out: Path, argv: Sequence[str] | None) -> str:
+    command = "python bench/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    table = markdown_table({s: runs for s, runs in results.items() if runs}) + f"\n\nCommand: `{command}`\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

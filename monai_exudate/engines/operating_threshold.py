@@ -1,0 +1,110 @@
+"""Operating threshold: chosen on the validation split (F-maximising level), stored beside the model, read back."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from monai_exudate.engines.utils import atomic_write_json, iter_samples
+from monai_exudate.metrics.pixel import PixelCounts, counts_at_threshold, f_maximising_threshold, pixel_scores
+
+__all__ = ["OperatingThresholdHandler", "load_operating_threshold"]
+
+MODES = ("select", "apply")
+
+
+def load_operating_threshold(path: str | os.PathLike | None, default: float = 0.5) -> float | list[float]:
+    """The stored threshold (one float, or one per lesion when several were stored); ``default`` when no file.
+
+    Raises ValueError naming the file when it exists but is not a valid threshold file.
+    """
+    if path is None or not Path(path).is_file():
+        return float(default)
+    try:
+        values = list(json.loads(Path(path).read_text())["thresholds"].values())
+        values = [float(v) for v in values]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"threshold file {path} is not valid: expected {{'thresholds': {{lesion: value}}}}") from err
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"threshold file {path}: thresholds must be numbers in [0, 1], got {values}.")
+    return values[0] if len(values) == 1 else values
+
+
+class OperatingThresholdHandler:
+    """Pixel scores at an operating threshold beside the 0.5 ones, added to the evaluator's metrics per lesion.
+
+    ``mode="select"`` (validation during training): the threshold is the F-maximising level of the set-wide
+    8-bit histograms (:func:`~monai_exudate.metrics.pixel.f_maximising_threshold`) and it is written to ``path``
+    whenever this validation is the best one so far by the evaluator's key metric, i.e. when the key-metric
+    checkpoint ``model.pt`` is saved. ``mode="apply"`` (evaluation): the threshold is read from ``path`` (0.5 when
+    the file is absent). Metrics added: ``<lesion>_threshold`` and ``<lesion>_{iou,sn,ppv,f}_at_threshold``.
+    Written here because MONAI's and Ignite's metrics have a fixed threshold. Under multi-GPU training it runs on
+    the main rank only and sees that rank's share of the validation set, as the PR-curve handler does.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        lesion_names: Sequence[str] = ("EX",),
+        mode: str = "select",
+        missing_masks: str = "negative",
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        self.path = Path(path)
+        self.lesion_names = list(lesion_names)
+        self.mode = mode
+        self.counts = PixelCounts(missing_masks=missing_masks)
+
+    def attach(self, engine: Engine) -> None:
+        """Register the handler on an evaluator."""
+        engine.add_event_handler(Events.STARTED, lambda e: self.counts.reset())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.complete)
+
+    def update(self, engine: Engine) -> None:
+        for sample in iter_samples(engine.state.output):
+            present = sample.get("label_present")
+            self.counts.update(
+                sample["pred"].detach()[None].float().clamp(0, 1),
+                sample["label"].detach()[None].float(),
+                None if present is None else present.reshape(1, -1),
+            )
+
+    def _thresholds(self, hist) -> list[tuple[float, float | None]]:
+        if self.mode == "select":
+            return [f_maximising_threshold(hist[c, 1], hist[c, 0]) for c in range(hist.shape[0])]
+        stored = load_operating_threshold(self.path)
+        stored = stored if isinstance(stored, list) else [stored] * hist.shape[0]
+        if len(stored) != hist.shape[0]:
+            raise ValueError(f"threshold file {self.path} holds {len(stored)} thresholds for {hist.shape[0]} lesions.")
+        return [(t, None) for t in stored]
+
+    def complete(self, engine: Engine) -> None:
+        if self.counts.hist is None:
+            return
+        hist = self.counts.hist.numpy()
+        chosen = {}
+        for c, (threshold, _) in enumerate(self._thresholds(hist)):
+            lesion = self.lesion_names[c] if c < len(self.lesion_names) else str(c)
+            scores = pixel_scores(*counts_at_threshold(hist[c, 1], hist[c, 0], threshold))
+            engine.state.metrics[f"{lesion}_threshold"] = threshold
+            for name in ("iou", "sn", "ppv", "f"):
+                engine.state.metrics[f"{lesion}_{name}_at_threshold"] = scores[name]
+            chosen[lesion] = threshold
+        if self.mode == "select" and self._is_best(engine):
+            record = {"thresholds": chosen, "rule": "F-maximising level on the validation split"}
+            atomic_write_json({**record, "epoch": int(engine.state.epoch)}, self.path)
+
+    @staticmethod
+    def _is_best(engine: Engine) -> bool:
+        best_epoch = getattr(engine.state, "best_metric_epoch", None)
+        if best_epoch is None or best_epoch < 0:  # no key metric: the latest validation is the one kept
+            return True
+        best = getattr(engine.state, "best_metric", None)
+        return best_epoch == engine.state.epoch and (best is None or not math.isnan(float(best)))

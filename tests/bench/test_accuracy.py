@@ -1,0 +1,57 @@
+"""bench/accuracy.py: scoring at the photographs' own size with the project's metrics, and the results table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "bench" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Constant(torch.nn.Module):
+    """Predicts the same probability everywhere (its size follows the input)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x[:, :1], self.value)
+
+
+def test_score_network_at_original_size_matches_direct_counts(tmp_path):
+    from PIL import Image
+
+    bench = _bench()
+    overrides = {**bench.SMOKE, "bundle_root": str(tmp_path)}
+    parser = bench.profile_parser(["train.json", "evaluate.json", "cpu.json"], overrides)
+    scores = bench.score_network(_Constant(0.7), parser, torch.device("cpu"))
+    masks = [item["EX"] for item in parser.get_parsed_content("validate#datalist")]
+    truth = [np.asarray(Image.open(m)) > 0 for m in masks]
+    assert truth and all(t.shape == (72, 96) for t in truth)  # the synthetic photographs' own size
+    positive = sum(int(t.sum()) for t in truth)
+    assert scores["iou"] == pytest.approx(positive / sum(t.size for t in truth))  # everything predicted
+    assert scores["recall_lt100"] == 1.0 and scores["lesions_lt100"] > 0
+    empty = bench.score_network(_Constant(0.2), parser, torch.device("cpu"))
+    assert empty["iou"] == 0.0 and empty["recall_lt100"] == 0.0 and empty["region_f"] == 0.0
+
+
+def test_markdown_table_has_mean_std_and_wall_time():
+    bench = _bench()
+    run = {c: 0.5 for c in bench.COLUMNS}
+    results = {"dual_dsm": [{**run, "steps": 4, "crops": 64, "seconds": 10.0, "lesions_lt100": 7},
+                            {**run, "iou": 0.7, "steps": 4, "crops": 64, "seconds": 12.0, "lesions_lt100": 7}]}
+    table = bench.markdown_table(results)
+    assert "| exudate_dsm CPU profile: dual U-Net + DSM | 2 | 0.600 +/- 0.141 |" in table
+    assert "| 11 +/- 1 |" in table and "7 test components" in table

@@ -1,0 +1,107 @@
+"""exudate_dsm with patch training: lesion-biased crops per loader, sliding-window validation, stored threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, run
+from monai.inferers import SimpleInferer, SlidingWindowInferer
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
+PATCHES = {
+    "synthetic_num": 4,
+    "synthetic_size": [120, 96],
+    "spatial_size": [80, 64],
+    "arch": "unet",
+    "net_width": 2,
+    "net_dropout": 0.0,
+    "patch_training": True,
+    "patch_size": [32, 32],
+    "patch_samples": 2,
+    "max_epochs": 2,
+    "val_interval": 1,
+    "learning_rate": 0.001,
+}
+
+
+def _parser(*configs: str, **overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / c) for c in configs])
+    parser.update(overrides)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("dsm_patches")
+    dirs = {"dataset_dir": str(root / "data"), "output_dir": str(root / "out"), "ckpt_dir": str(root / "models")}
+    optimizer = {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": "@learning_rate"}
+    overrides = {**PATCHES, "optimizer": optimizer}
+    run("training", config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"),
+        **overrides, **dirs)  # fmt: skip
+    return {**dirs, "root": root, "overrides": overrides}
+
+
+def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
+    parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "patch_pos": 1.0, "patch_neg": 0.0})
+    parser.get_parsed_content("initialize")
+    large = next(iter(parser.get_parsed_content("train#dataloader")))
+    small = next(iter(parser.get_parsed_content("train#small_dataloader")))
+    batch = parser["batch_size"] * parser["patch_samples"]
+    assert large["image"].shape == (batch, 3, 32, 32) and large["label"].shape == (batch, 1, 32, 32)
+    assert small["image"].shape == large["image"].shape
+    assert not torch.equal(large["image"], small["image"])
+    # pos=1, neg=0: every crop is centred on a lesion pixel (shifted inside the image near its border)
+    assert all(bool(label.any()) for label in large["label"])
+    assert isinstance(parser.get_parsed_content("validate#inferer"), SlidingWindowInferer)
+    assert list(parser.get_parsed_content("validate#inferer").roi_size) == [32, 32]
+
+
+def test_whole_image_training_stays_the_default(tmp_path):
+    parser = _parser("train.json", bundle_root=str(tmp_path), synthetic_num=2, synthetic_size=[120, 96],
+                     spatial_size=[80, 64])  # fmt: skip
+    assert parser["patch_training"] is False and parser["arch"] == "pspnet"
+    assert isinstance(parser.get_parsed_content("validate#inferer"), SimpleInferer)
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    assert "RandCropByPosNegLabeld" not in names and "SpatialPadd" not in names
+
+
+def test_patch_training_stores_the_validation_threshold(trained):
+    models = Path(trained["ckpt_dir"])
+    assert (models / "model.pt").is_file()
+    record = json.loads((models / "threshold.json").read_text())
+    assert set(record["thresholds"]) == {"EX"} and 0.0 < record["thresholds"]["EX"] < 1.0
+    assert record["epoch"] in (1, 2)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
+    run_info = client.search_runs([client.get_experiment_by_name("exudate_dsm").experiment_id])[0]
+    assert {"EX_threshold", "EX_f_at_threshold", "EX_f", "val_aupr"} <= set(run_info.data.metrics)
+
+
+def test_evaluate_and_inference_use_the_stored_threshold(trained):
+    stored = json.loads((Path(trained["ckpt_dir"]) / "threshold.json").read_text())["thresholds"]["EX"]
+    dirs = {k: trained[k] for k in ("dataset_dir", "output_dir", "ckpt_dir")}
+    run("evaluating", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+        meta_file=str(CONFIGS / "metadata.json"), **trained["overrides"], **dirs)  # fmt: skip
+    metrics = json.loads((Path(trained["output_dir"]) / "eval" / "metrics.json").read_text())
+    assert metrics["EX_threshold"] == pytest.approx(stored)
+    assert 0.0 <= metrics["EX_f_at_threshold"] <= 1.0 and 0.0 <= metrics["EX_f"] <= 1.0  # beside the 0.5 scores
+
+    inference = {k: trained["overrides"][k] for k in ("arch", "net_width", "net_dropout", "spatial_size",
+                                                      "patch_training", "patch_size")}  # fmt: skip
+    parser = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], **inference)
+    assert parser.get_parsed_content("threshold") == pytest.approx(stored)
+    assert isinstance(parser.get_parsed_content("inferer"), SlidingWindowInferer)
+    photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
+    out = Path(trained["root"]) / "infer"
+    run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),
+        dataset_dir=str(photos[0].parent), ckpt_dir=trained["ckpt_dir"], output_dir=str(out), **inference)  # fmt: skip
+    from PIL import Image
+
+    prob = out / f"{photos[0].stem}_EX_prob.png"
+    assert Image.open(prob).size == Image.open(photos[0]).size

@@ -1,0 +1,92 @@
+"""Operating threshold: F-maximising level from the validation histograms, stored beside the model, read back."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from monai_exudate.engines import OperatingThresholdHandler, load_operating_threshold
+from monai_exudate.metrics import counts_at_threshold, f_maximising_threshold, pixel_histograms, pixel_scores
+
+
+def _hist(probs: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    hist = pixel_histograms(probs, target).numpy()
+    return hist[0, 1], hist[0, 0]
+
+
+def test_f_maximising_threshold_beats_every_level_and_splits_levels():
+    g = torch.Generator().manual_seed(0)
+    target = (torch.rand(1, 1, 64, 64, generator=g) < 0.1).float()
+    probs = (0.3 * target + 0.5 * torch.rand(1, 1, 64, 64, generator=g)).clamp(0, 1)
+    pos, neg = _hist(probs, target)
+    threshold, f = f_maximising_threshold(pos, neg)
+    best = max(pixel_scores(*counts_at_threshold(pos, neg, k / 255))["f"] for k in range(255))
+    assert f == pytest.approx(best)
+    assert pixel_scores(*counts_at_threshold(pos, neg, threshold))["f"] == pytest.approx(f)
+    assert (threshold * 255) % 1 == pytest.approx(0.5)  # mid-way between two 8-bit levels
+
+
+def test_f_maximising_threshold_of_a_separable_map_gives_f_one_and_empty_truth_gives_half():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., :2, :] = 1
+    probs = 0.2 + 0.3 * target  # positives at 0.5, negatives at 0.2
+    threshold, f = f_maximising_threshold(*_hist(probs, target))
+    assert f == pytest.approx(1.0) and 0.2 < threshold <= 0.5  # the cut just below the positive level
+    assert f_maximising_threshold(*_hist(probs, torch.zeros_like(target))) == (0.5, 0.0)
+    with pytest.raises(ValueError, match="histograms"):
+        f_maximising_threshold(np.zeros(4), np.zeros(5))
+
+
+def _engine(epoch: int, best_epoch: int, pred: torch.Tensor, label: torch.Tensor):
+    state = types.SimpleNamespace(epoch=epoch, best_metric_epoch=best_epoch, best_metric=0.5, metrics={},
+                                  output=[{"pred": pred, "label": label}])  # fmt: skip
+    return types.SimpleNamespace(state=state)
+
+
+def test_handler_writes_the_threshold_only_for_the_best_validation_and_applies_it(tmp_path):
+    path = tmp_path / "threshold.json"
+    target = torch.zeros(1, 8, 8)
+    target[:, :3] = 1
+    pred = 0.1 + 0.2 * target
+    select = OperatingThresholdHandler(path, ["EX"])
+    engine = _engine(2, 2, pred, target)
+    select.update(engine)
+    select.complete(engine)
+    stored = json.loads(path.read_text())
+    assert stored["epoch"] == 2 and 0.1 < stored["thresholds"]["EX"] <= 0.3
+    assert engine.state.metrics["EX_f_at_threshold"] == pytest.approx(1.0)
+    assert engine.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]
+
+    later = _engine(3, 2, 0.5 * torch.ones_like(pred), target)  # not the best epoch: the file is kept
+    select.counts.reset()
+    select.update(later)
+    select.complete(later)
+    assert json.loads(path.read_text()) == stored
+
+    apply = OperatingThresholdHandler(path, ["EX"], mode="apply")
+    check = _engine(1, -1, pred, target)
+    apply.update(check)
+    apply.complete(check)
+    assert check.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]
+    assert check.state.metrics["EX_f_at_threshold"] == pytest.approx(1.0)
+
+
+def test_load_operating_threshold_defaults_and_rejects_bad_files(tmp_path):
+    assert load_operating_threshold(tmp_path / "missing.json", 0.5) == 0.5
+    assert load_operating_threshold(None, 0.4) == 0.4
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"thresholds": {"EX": 0.31}}))
+    assert load_operating_threshold(good) == pytest.approx(0.31)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_operating_threshold(bad)
+    bad.write_text(json.dumps({"thresholds": {"EX": 3}}))
+    with pytest.raises(ValueError, match="bad.json"):
+        load_operating_threshold(bad)
+    with pytest.raises(ValueError, match="mode"):
+        OperatingThresholdHandler(good, mode="choose")

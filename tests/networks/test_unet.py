@@ -1,0 +1,90 @@
+"""Full-resolution U-Net, single- and dual-branch: outputs, sharing, fusion, odd sizes, tracing, factory checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monai_exudate.losses.factory import build_exudate_loss
+from monai_exudate.networks import DualUNet, UNet, build_exudate_network, fuse_branch_probabilities
+
+
+def _tiny(dual: bool, **kwargs) -> torch.nn.Module:
+    return build_exudate_network("unet", dual=dual, width=4, dropout=0.0, **kwargs)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (37, 53)])
+def test_single_unet_train_logits_and_eval_probabilities(size):
+    net = _tiny(dual=False, out_channels=2)
+    assert isinstance(net, UNet)
+    x = torch.randn(2, 3, *size)
+    out = net.train()(x)
+    assert set(out) == {"out"} and out["out"].shape == (2, 2, *size)
+    prob = net.eval()(x)
+    assert prob.shape == (2, 2, *size) and float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0
+
+
+@pytest.mark.parametrize("size", [(64, 48), (37, 53)])
+def test_dual_unet_train_outputs_per_branch_with_their_own_inputs(size):
+    net = _tiny(dual=True)
+    assert isinstance(net, DualUNet)
+    out = net.train()(torch.randn(2, 3, *size), torch.randn(3, 3, 40, 56))
+    assert set(out) == {"large", "small"}
+    assert out["large"]["out"].shape == (2, 1, *size) and out["small"]["out"].shape == (3, 1, 40, 56)
+    with pytest.raises(ValueError, match="two inputs"):
+        net(torch.randn(1, 3, 32, 32))
+
+
+def test_dual_unet_eval_is_the_fusion_of_the_branch_logits():
+    net = _tiny(dual=True).eval()
+    x = torch.randn(1, 3, 45, 33)
+    with torch.no_grad():
+        branches = net.forward_branches(x)
+        expected = fuse_branch_probabilities(branches["large"]["out"], branches["small"]["out"])
+        torch.testing.assert_close(net(x), expected)
+        torch.testing.assert_close(
+            expected, 0.5 * (branches["large"]["out"].sigmoid() + branches["small"]["out"].sigmoid())
+        )
+    with pytest.raises(ValueError, match="eval mode"):
+        net(x, x)
+
+
+def test_dual_unet_shares_the_encoder_but_not_the_last_stage_and_decoder():
+    dual, single = _tiny(dual=True), _tiny(dual=False)
+    assert not any(a is b for a, b in zip(dual.large.parameters(), dual.small.parameters()))
+    n_dual = sum(p.numel() for p in dual.parameters())
+    n_single = sum(p.numel() for p in single.parameters())
+    n_encoder = sum(p.numel() for p in dual.shared.parameters())
+    assert n_dual == n_single + (n_single - n_encoder)
+    dual.train()
+    out = dual(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    (out["large"]["out"].mean() + out["small"]["out"].mean()).backward()
+    assert dual.shared.conv_0.conv_0.conv.weight.grad.abs().sum() > 0
+    assert dual.large.classifier.weight.grad.abs().sum() > 0 and dual.small.classifier.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("dual", "loss"), [(True, "dsm"), (True, "dice"), (False, "dice"), (False, "cbce")])
+def test_unet_trains_with_the_project_losses(dual, loss):
+    net = _tiny(dual=dual).train()
+    criterion = build_exudate_loss(loss, dual=dual)
+    x, y = torch.randn(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.9).float()
+    value = criterion(net(x, x), y, y) if dual else criterion(net(x), y)
+    assert torch.isfinite(value)
+    value.backward()
+
+
+@pytest.mark.parametrize("dual", [True, False])
+def test_unet_eval_traces_to_torchscript(dual):
+    net = _tiny(dual=dual).eval()
+    x = torch.randn(1, 3, 48, 32)
+    traced = torch.jit.trace(net, x)
+    torch.testing.assert_close(traced(x), net(x))
+
+
+def test_unet_rejects_backbone_only_settings():
+    with pytest.raises(ValueError, match="pretrained"):
+        build_exudate_network("unet", pretrained_path="/nonexistent/resnet.pth")
+    with pytest.raises(ValueError, match="branch_layer4_blocks"):
+        build_exudate_network("unet", branch_layer4_blocks=1)
+    with pytest.raises(ValueError, match="width"):
+        build_exudate_network("unet", width=0)
