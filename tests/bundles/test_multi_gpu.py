@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -75,3 +76,25 @@ def test_torchrun_two_processes_gloo(bundle, tmp_path):
     runs = client.search_runs([client.get_experiment_by_name(bundle).experiment_id])
     assert len(runs) == 1  # logged by rank 0 only
     assert any(k.startswith("val_") for k in runs[0].data.metrics)
+
+
+@pytest.mark.parametrize("bundle", sorted(TINY))
+def test_main_rank_handlers_are_chosen_by_id_not_by_list_index(bundle, monkeypatch):
+    """Rank-0-only handlers live in their own list and disable themselves off the main rank; no config of the bundle
+    reaches a handler by its position, so reordering a list cannot switch off the wrong one."""
+    from monai.bundle import ConfigParser
+
+    configs = REPO / "bundles" / bundle / "configs"
+    for path in configs.glob("*.json"):
+        assert not re.search(r"handlers#\d", path.read_text()), path
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "multi_gpu_train.json")])
+    for section in ("train", "validate"):
+        main_only = parser[f"{section}#handlers_main_rank"]
+        assert main_only and all(h["_disabled_"] == "$not @is_main_rank" for h in main_only)
+        assert not any("_disabled_" in h for h in parser[f"{section}#handlers_all_ranks"])
+        assert "MLFlowHandler" in {h["_target_"].split(".")[-1] for h in main_only}
+    for rank, expected in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        parser.parse()
+        assert parser.get_parsed_content("is_main_rank") is expected
