@@ -126,7 +126,11 @@ def test_killed_and_restarted_run_ends_like_an_uninterrupted_one(bundle, tmp_pat
 
     kept = sorted(p.name for p in (whole / "models").glob("*.pt"))
     assert kept == ["checkpoint_epoch=3.pt", "checkpoint_epoch=4.pt", "model.pt"]
-    assert sorted(p.name for p in (broken / "models").iterdir()) == kept  # no temporary file of the killed save
+    side_files = sorted(p.name for p in (whole / "models").iterdir() if p.suffix != ".pt")  # e.g. threshold.json
+    # no temporary file of the killed save, and the same side files with the same contents
+    assert sorted(p.name for p in (broken / "models").iterdir()) == sorted([*kept, *side_files])
+    for name in side_files:
+        assert (whole / "models" / name).read_bytes() == (broken / "models" / name).read_bytes(), name
     a, b = _load(whole / "models/checkpoint_epoch=4.pt"), _load(broken / "models/checkpoint_epoch=4.pt")
     for key in ("model", "optimizer", "lr_scheduler"):
         assert _equal(a[key], b[key]), key
