@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -25,9 +26,17 @@ def ensure_synthetic_dataset(
 
     A marker file records the generation settings and is written last, so an interrupted generation is redone and a
     change of settings regenerates the set. A folder that holds other files and no marker (a real dataset, say) is
-    never written into: that raises ``FileExistsError``.
+    never written into: that raises ``FileExistsError``. Processes that start together (the ranks of a ``torchrun``)
+    take turns through a lock file beside the folder, so one generates and the others find its marker.
     """
     root = Path(dataset_dir)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        return _ensure_synthetic_dataset(root, layout, num, size, seed)
+
+
+def _ensure_synthetic_dataset(root: Path, layout: str, num: int, size: tuple[int, int], seed: int) -> str:
     settings = {"layout": layout, "num": int(num), "size": [int(s) for s in size], "seed": int(seed)}
     marker = root / MARKER
     if marker.is_file():

@@ -29,3 +29,21 @@ def test_synthetic_off_uses_the_folder_as_is(tmp_path, value):
     assert not list(tmp_path.iterdir())
     with pytest.raises(FileNotFoundError, match="dataset_dir not found"):
         resolve_dataset_root(tmp_path / "absent", value)
+
+
+def _generate(folder: str) -> str:
+    from monai_exudate.data.default_dataset import ensure_synthetic_dataset
+
+    return ensure_synthetic_dataset(folder, "idrid", 2, (64, 48), 0)
+
+
+def test_processes_starting_together_share_one_generation(tmp_path):
+    """The ranks of a torchrun start at once: one generates the set, the others wait and find its marker (before the
+    lock, a rank that saw the half-written folder refused it as 'not empty and holds no synthetic dataset')."""
+    import multiprocessing
+
+    folder = str(tmp_path / "synthetic")
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        roots = pool.map(_generate, [folder] * 3)
+    assert roots == [folder] * 3
+    assert (tmp_path / "synthetic" / "synthetic_dataset.json").is_file()
