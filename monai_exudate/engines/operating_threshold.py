@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-from monai_exudate.engines.utils import atomic_write_json, iter_samples
+from monai_exudate.engines.utils import atomic_write_json, update_pixel_counts
 from monai_exudate.metrics.pixel import PixelCounts, counts_at_threshold, f_maximising_threshold, pixel_scores
 
 __all__ = ["OperatingThresholdHandler", "load_operating_threshold"]
@@ -68,13 +68,7 @@ class OperatingThresholdHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.complete)
 
     def update(self, engine: Engine) -> None:
-        for sample in iter_samples(engine.state.output):
-            present = sample.get("label_present")
-            self.counts.update(
-                sample["pred"].detach()[None].float().clamp(0, 1),
-                sample["label"].detach()[None].float(),
-                None if present is None else present.reshape(1, -1),
-            )
+        update_pixel_counts(self.counts, engine.state.output)
 
     def _thresholds(self, hist) -> list[tuple[float, float | None]]:
         if self.mode == "select":

@@ -10,7 +10,7 @@ import numpy as np
 from ignite.engine import Engine, Events
 from PIL import Image, ImageDraw
 
-from monai_exudate.engines.utils import atomic_save_image, atomic_write_json, iter_samples
+from monai_exudate.engines.utils import atomic_save_image, atomic_write_json, update_pixel_counts
 from monai_exudate.metrics.pixel import AUPR_THRESHOLDS, PixelCounts, precision_recall_points, trapezoid_auc
 
 
@@ -57,13 +57,7 @@ class PRCurveHandler:
         engine.add_event_handler(Events.COMPLETED, self.write)
 
     def update(self, engine: Engine) -> None:
-        for sample in iter_samples(engine.state.output):
-            present = sample.get("label_present")
-            self.counts.update(
-                sample["pred"].detach()[None].float().clamp(0, 1),
-                sample["label"].detach()[None].float(),
-                None if present is None else present.reshape(1, -1),
-            )
+        update_pixel_counts(self.counts, engine.state.output)
 
     def write(self, engine: Engine) -> None:
         if self.counts.hist is None:

@@ -1,4 +1,4 @@
-"""Small helpers shared by the handlers: iterate decollated samples, name them, write files atomically."""
+"""Small helpers shared by the handlers: iterate decollated samples, count their pixels, name them, write files."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def iter_samples(output: Any) -> Iterator[dict[str, Any]]:
             yield {k: v[i] for k, v in output.items() if hasattr(v, "__len__") and len(v) == size}
     else:
         yield from output
+
+
+def update_pixel_counts(counts: Any, output: Any) -> None:
+    """Add every sample of an engine output (``pred`` probabilities, ``label``, optional ``label_present``) to a
+    ``PixelCounts`` accumulator; the PR-curve and operating-threshold handlers share this one path."""
+    for sample in iter_samples(output):
+        present = sample.get("label_present")
+        counts.update(
+            sample["pred"].detach()[None].float().clamp(0, 1),
+            sample["label"].detach()[None].float(),
+            None if present is None else present.reshape(1, -1),
+        )
 
 
 def sample_name(sample: Mapping[str, Any], index: int) -> str:
