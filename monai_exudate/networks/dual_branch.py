@@ -13,7 +13,7 @@ from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import DilatedResNet
-from monai_exudate.networks.unet import DualUNet, UNet
+from monai_exudate.networks.unet import DualUNet, UNet, check_image_batch, fuse_branch_probabilities
 from monai_exudate.networks.vgg import VGG16_STAGE_ENDS, VGG16Backbone, run_vgg_stages
 
 __all__ = ["DualBranchNet", "build_exudate_network", "ARCHITECTURES"]
@@ -139,8 +139,7 @@ class DualBranchNet(nn.Module):
 
         PSPNet's ``"aux"`` is only computed in training mode.
         """
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
+        check_image_batch("x", x)
         features = self.shared(x)
         return {"large": self.large(features, x.shape[-2:]), "small": self.small(features, x.shape[-2:])}
 
@@ -153,9 +152,8 @@ class DualBranchNet(nn.Module):
                     "DualBranchNet in training mode needs two inputs: forward(x, x_small), x for the large-exudate "
                     "branch and x_small for the small-exudate branch."
                 )
-            for name, image in (("x", x), ("x_small", x_small)):
-                if image.ndim != 4:
-                    raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(image.shape)}.")
+            check_image_batch("x", x)
+            check_image_batch("x_small", x_small)
             return {
                 "large": self.large(self.shared(x), x.shape[-2:]),
                 "small": self.small(self.shared(x_small), x_small.shape[-2:]),
@@ -163,7 +161,7 @@ class DualBranchNet(nn.Module):
         if x_small is not None:
             raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
-        return 0.5 * (torch.sigmoid(outputs["large"]["out"]) + torch.sigmoid(outputs["small"]["out"]))
+        return fuse_branch_probabilities(outputs["large"]["out"], outputs["small"]["out"])
 
 
 def build_exudate_network(

@@ -8,7 +8,15 @@ import torch
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
-__all__ = ["DualUNet", "UNet", "UNetBranch", "UNetEncoder", "fuse_branch_probabilities", "unet_features"]
+__all__ = [
+    "DualUNet",
+    "UNet",
+    "UNetBranch",
+    "UNetEncoder",
+    "check_image_batch",
+    "fuse_branch_probabilities",
+    "unet_features",
+]
 
 _ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 _NORM = ("batch", {"affine": True})
@@ -65,7 +73,8 @@ class UNetBranch(nn.Module):
         return self.classifier(self.upcat_1(u, x0))
 
 
-def _check_input(name: str, x: torch.Tensor) -> None:
+def check_image_batch(name: str, x: torch.Tensor) -> None:
+    """Refuse an input that is not a ``(B, C, H, W)`` batch, naming the argument."""
     if x.ndim != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}.")
 
@@ -89,7 +98,7 @@ class UNet(nn.Module):
         self.branch = UNetBranch(features, out_channels, dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
-        _check_input("x", x)
+        check_image_batch("x", x)
         logits = self.branch(self.encoder(x))
         if self.training:
             return {"out": logits}
@@ -121,7 +130,7 @@ class DualUNet(nn.Module):
 
     def forward_branches(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Both branches' logits on the same input (shared encoder once), in either mode."""
-        _check_input("x", x)
+        check_image_batch("x", x)
         levels = self.shared(x)
         return {"large": {"out": self.large(levels)}, "small": {"out": self.small(levels)}}
 
@@ -134,8 +143,8 @@ class DualUNet(nn.Module):
                     "DualUNet in training mode needs two inputs: forward(x, x_small), x for the large-exudate branch "
                     "and x_small for the small-exudate branch."
                 )
-            _check_input("x", x)
-            _check_input("x_small", x_small)
+            check_image_batch("x", x)
+            check_image_batch("x_small", x_small)
             return {"large": {"out": self.large(self.shared(x))}, "small": {"out": self.small(self.shared(x_small))}}
         if x_small is not None:
             raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
