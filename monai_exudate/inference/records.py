@@ -62,7 +62,8 @@ def describe(obj: Any, depth: int = 6) -> Any:
 
     Numbers, strings and containers are kept, arrays and tensors listed (or hashed when long), functions and classes
     named; other objects become their class and public attributes, ``depth`` objects deep. A network is described by
-    its class and its public number and flag attributes only (its weights are the model file's hash).
+    its class and its public number, flag and string attributes only (its weights are the model file's hash), so a
+    rule such as a dual network's branch fusion is part of the description.
     """
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
@@ -83,7 +84,7 @@ def describe(obj: Any, depth: int = 6) -> Any:
         flags = {
             k: describe(v)
             for k, v in sorted(vars(obj).items())
-            if not k.startswith("_") and k not in _IGNORED_ATTRIBUTES and isinstance(v, (bool, int, float))
+            if not k.startswith("_") and k not in _IGNORED_ATTRIBUTES and isinstance(v, (bool, int, float, str))
         }
         return {"class": _name(type(obj)), **flags}
     if isinstance(obj, Mapping):

@@ -2,17 +2,19 @@
 
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.dual_branch import ARCHITECTURES, DualBranchNet, build_exudate_network
+from monai_exudate.networks.fusion import BRANCH_FUSIONS, fuse_branch_logits, fuse_branch_probabilities, fuse_branches
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.hrdecoder import FCNHead, HRDecoder, build_hrdecoder, window_boxes
 from monai_exudate.networks.hrnet import HRNetV2, load_hrnet_checkpoint
 from monai_exudate.networks.pretrained import init_head_weights, load_pretrained_backbone
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import Bottleneck, DilatedResNet
-from monai_exudate.networks.unet import DualUNet, UNet, fuse_branch_probabilities
+from monai_exudate.networks.unet import DualUNet, UNet
 from monai_exudate.networks.vgg import VGG16Backbone
 
 __all__ = [
     "ARCHITECTURES",
+    "BRANCH_FUSIONS",
     "ASPPHead",
     "AuxHead",
     "Bottleneck",
@@ -31,7 +33,9 @@ __all__ = [
     "VGG16Backbone",
     "build_exudate_network",
     "build_hrdecoder",
+    "fuse_branch_logits",
     "fuse_branch_probabilities",
+    "fuse_branches",
     "init_head_weights",
     "load_hrnet_checkpoint",
     "load_pretrained_backbone",

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
+from monai_exudate.networks.fusion import check_fusion, fuse_branches
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import DilatedResNet
-from monai_exudate.networks.unet import DualUNet, UNet, check_image_batch, fuse_branch_probabilities
+from monai_exudate.networks.unet import DualUNet, UNet, check_image_batch
 from monai_exudate.networks.vgg import VGG16_STAGE_ENDS, VGG16Backbone, run_vgg_stages
 
 __all__ = ["DualBranchNet", "build_exudate_network", "ARCHITECTURES"]
@@ -74,7 +75,8 @@ class DualBranchNet(nn.Module):
     Training mode: ``forward(x, x_small)`` returns ``{"large": dict, "small": dict}`` of logits at the input sizes
     (``"out"``, plus ``"aux"`` for PSPNet and the five ``"side"`` logits for HED, where ``"out"`` is the fusion);
     ``x`` feeds the large-exudate branch and ``x_small`` the small-exudate branch (batch sizes may differ).
-    Eval mode: ``forward(x)`` returns the mean of the two branches' probabilities (shared stages run once).
+    Eval mode: ``forward(x)`` returns the two branches' fused probabilities (shared stages run once), by the rule
+    ``fusion`` (:func:`~monai_exudate.networks.fusion.fuse_branches`).
 
     Args:
         arch: "pspnet", "deeplabv3" or "hed".
@@ -87,6 +89,7 @@ class DualBranchNet(nn.Module):
         branch_layer4_blocks: ResNet only: number of trailing layer4 blocks duplicated per branch, the leading ones
             being shared; None duplicates all of layer4. The authors' released code duplicates only the last block
             (``branch_layer4_blocks=1``), which gives their ~1.5x parameter ratio.
+        fusion: branch fusion at evaluation, "probabilities" (mean of the sigmoids) or "logits" (sigmoid of the mean).
     """
 
     def __init__(
@@ -99,8 +102,10 @@ class DualBranchNet(nn.Module):
         dropout: float = 0.1,
         pretrained_path: str | None = None,
         branch_layer4_blocks: int | None = None,
+        fusion: str = "probabilities",
     ) -> None:
         super().__init__()
+        self.fusion = check_fusion(fusion)
         if arch not in _BACKBONE_ARCHITECTURES:
             raise ValueError(f"arch must be one of {_BACKBONE_ARCHITECTURES}, got '{arch}' (use DualUNet for 'unet').")
         self.arch = arch
@@ -161,7 +166,7 @@ class DualBranchNet(nn.Module):
         if x_small is not None:
             raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
-        return fuse_branch_probabilities(outputs["large"]["out"], outputs["small"]["out"])
+        return fuse_branches(outputs["large"]["out"], outputs["small"]["out"], self.fusion)
 
 
 def build_exudate_network(
@@ -174,6 +179,7 @@ def build_exudate_network(
     dropout: float = 0.1,
     in_channels: int = 3,
     branch_layer4_blocks: int | None = None,
+    fusion: str = "probabilities",
 ) -> nn.Module:
     """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,
     ``DualUNet``) network.
@@ -194,6 +200,8 @@ def build_exudate_network(
         dropout: dropout probability in the PSPNet/DeepLabv3 heads and in every U-Net conv block (unused by HED).
         in_channels: image channels.
         branch_layer4_blocks: dual ResNet networks only, see ``DualBranchNet``.
+        fusion: dual networks only: branch fusion at evaluation, "probabilities" or "logits"
+            (:func:`~monai_exudate.networks.fusion.fuse_branches`).
 
     Raises:
         ValueError: unknown ``arch``, ``branch_layer4_blocks`` given for a single-branch network or for "unet", or
@@ -206,11 +214,13 @@ def build_exudate_network(
             raise ValueError(
                 "arch 'unet' has no pretrained backbone: branch_layer4_blocks and pretrained_path must be None."
             )
-        return (DualUNet if dual else UNet)(in_channels, out_channels, width, dropout)
+        if dual:
+            return DualUNet(in_channels, out_channels, width, dropout, fusion)
+        return UNet(in_channels, out_channels, width, dropout)
     layers = tuple(layers)
     if dual:
         return DualBranchNet(
-            arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks
+            arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks, fusion
         )
     if branch_layer4_blocks is not None:
         raise ValueError("branch_layer4_blocks applies to dual-branch networks only (dual=True).")

@@ -8,13 +8,14 @@ import torch
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
+from monai_exudate.networks.fusion import check_fusion, fuse_branches
+
 __all__ = [
     "DualUNet",
     "UNet",
     "UNetBranch",
     "UNetEncoder",
     "check_image_batch",
-    "fuse_branch_probabilities",
     "unet_features",
 ]
 
@@ -27,11 +28,6 @@ def unet_features(width: int) -> tuple[int, int, int, int, int]:
     if width < 1:
         raise ValueError(f"width must be a positive integer, got {width}.")
     return tuple(width * m for m in (1, 2, 4, 8, 16))
-
-
-def fuse_branch_probabilities(large_logits: torch.Tensor, small_logits: torch.Tensor) -> torch.Tensor:
-    """Fusion of a dual-branch network at inference: the mean of the two branches' sigmoid probabilities."""
-    return 0.5 * (torch.sigmoid(large_logits) + torch.sigmoid(small_logits))
 
 
 class UNetEncoder(nn.Module):
@@ -111,19 +107,28 @@ class DualUNet(nn.Module):
 
     Training mode: ``forward(x, x_small)`` returns ``{"large": {"out": logits}, "small": {"out": logits}}``; ``x``
     feeds the large-exudate branch and ``x_small`` the small-exudate branch (sizes may differ). Eval mode:
-    ``forward(x)`` runs the shared encoder once and returns :func:`fuse_branch_probabilities` of the two branches'
-    logits from :meth:`forward_branches`.
+    ``forward(x)`` runs the shared encoder once and returns :func:`~monai_exudate.networks.fusion.fuse_branches` of
+    the two branches' logits from :meth:`forward_branches` by the rule ``fusion``.
 
     Args:
         in_channels: image channels.
         out_channels: number of output channels.
         width: channels of the first level (levels have ``width * (1, 2, 4, 8, 16)``).
         dropout: dropout probability in every conv block.
+        fusion: branch fusion at evaluation, "probabilities" (mean of the sigmoids) or "logits" (sigmoid of the mean).
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 16, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        width: int = 16,
+        dropout: float = 0.0,
+        fusion: str = "probabilities",
+    ) -> None:
         super().__init__()
         features = unet_features(width)
+        self.fusion = check_fusion(fusion)
         self.shared = UNetEncoder(in_channels, features, dropout)
         self.large = UNetBranch(features, out_channels, dropout)
         self.small = UNetBranch(features, out_channels, dropout)
@@ -149,4 +154,4 @@ class DualUNet(nn.Module):
         if x_small is not None:
             raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
-        return fuse_branch_probabilities(outputs["large"]["out"], outputs["small"]["out"])
+        return fuse_branches(outputs["large"]["out"], outputs["small"]["out"], self.fusion)

@@ -282,3 +282,19 @@ def test_evaluate_fails_loudly_on_nonfinite_weights_or_output(trained, tmp_path,
     else:
         assert "NonFiniteOutputError" in said and "IDRiD_" in said
     assert not (tmp_path / "out" / "eval" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_lesion_biased_crops_switch(tmp_path, biased):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({**NET, "synthetic_num": 4, "synthetic_size": [160, 112], "bundle_root": str(tmp_path),
+                   "lesion_biased_crops": biased, "crop_pos": 1.0, "crop_neg": 0.0})  # fmt: skip
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    assert ("RandCropByPosNegLabeld" in names) is biased and ("RandSpatialCropd" in names) is not biased
+    if biased:
+        parser.get_parsed_content("initialize")
+        batch = next(iter(parser.get_parsed_content("train#dataloader")))
+        assert batch["image"].shape[-2:] == (64, 64) and batch["label"].shape[1:] == (4, 64, 64)
+        # pos=1, neg=0: every crop holds a pixel of some lesion
+        assert all(bool(label.any()) for label in batch["label"])
