@@ -192,8 +192,10 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lesions = {r.get("lesions_lt100") for runs in results.values() for r in runs}
     lines.append("")
-    lines.append(f"recall_lt100: share of the {', '.join(str(n) for n in sorted(lesions))} test components under 100 "
-                 "pixels (8-connectivity, at the photographs' own size) with at least half their pixels predicted.")
+    lines.append(
+        f"recall_lt100: share of the {', '.join(str(n) for n in sorted(lesions))} test components under 100 "
+        "pixels (8-connectivity, at the photographs' own size) with at least half their pixels predicted."
+    )
     return "\n".join(lines)
 
 

@@ -50,8 +50,12 @@ def test_score_network_at_original_size_matches_direct_counts(tmp_path):
 def test_markdown_table_has_mean_std_and_wall_time():
     bench = _bench()
     run = {c: 0.5 for c in bench.COLUMNS}
-    results = {"dual_dsm": [{**run, "steps": 4, "crops": 64, "seconds": 10.0, "lesions_lt100": 7},
-                            {**run, "iou": 0.7, "steps": 4, "crops": 64, "seconds": 12.0, "lesions_lt100": 7}]}
+    results = {
+        "dual_dsm": [
+            {**run, "steps": 4, "crops": 64, "seconds": 10.0, "lesions_lt100": 7},
+            {**run, "iou": 0.7, "steps": 4, "crops": 64, "seconds": 12.0, "lesions_lt100": 7},
+        ]
+    }
     table = bench.markdown_table(results)
     assert "| exudate_dsm CPU profile: dual U-Net + DSM | 2 | 0.600 +/- 0.141 |" in table
     assert "| 11 +/- 1 |" in table and "7 test components" in table

@@ -31,7 +31,7 @@ KILLS = {
     "fundus_lesion_hrdecoder": ["iteration:3", "saving:3", "truncate"],
 }
 
-HOOK = '''
+HOOK = """
 import os, signal
 import torch
 from ignite.engine import Events
@@ -62,7 +62,7 @@ def install(trainer, evaluator, point):
             return real(obj, f, **kwargs)
 
         torch.save = save
-'''
+"""
 
 
 def _cmd(bundle: str, root: Path, data: Path, datalist: Path, kill: str | None) -> list[str]:
