@@ -180,6 +180,7 @@ def build_exudate_network(
     in_channels: int = 3,
     branch_layer4_blocks: int | None = None,
     fusion: str = "probabilities",
+    head_prior: float | None = None,
 ) -> nn.Module:
     """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,
     ``DualUNet``) network.
@@ -202,6 +203,8 @@ def build_exudate_network(
         branch_layer4_blocks: dual ResNet networks only, see ``DualBranchNet``.
         fusion: dual networks only: branch fusion at evaluation, "probabilities" or "logits"
             (:func:`~monai_exudate.networks.fusion.fuse_branches`).
+        head_prior: "unet" only: initial foreground probability of the classifier bias
+            (:func:`~monai_exudate.networks.unet.init_prior_bias`); None keeps the default initialisation.
 
     Raises:
         ValueError: unknown ``arch``, ``branch_layer4_blocks`` given for a single-branch network or for "unet", or
@@ -215,8 +218,10 @@ def build_exudate_network(
                 "arch 'unet' has no pretrained backbone: branch_layer4_blocks and pretrained_path must be None."
             )
         if dual:
-            return DualUNet(in_channels, out_channels, width, dropout, fusion)
-        return UNet(in_channels, out_channels, width, dropout)
+            return DualUNet(in_channels, out_channels, width, dropout, fusion, head_prior)
+        return UNet(in_channels, out_channels, width, dropout, head_prior)
+    if head_prior is not None:
+        raise ValueError(f"head_prior applies to arch 'unet' only, got it for {arch!r}.")
     layers = tuple(layers)
     if dual:
         return DualBranchNet(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -51,7 +52,9 @@ class UNetEncoder(nn.Module):
 class UNetBranch(nn.Module):
     """The last encoder stage (``down_4``), the four up-sampling stages and the 1x1 classifier; returns logits."""
 
-    def __init__(self, features: Sequence[int], out_channels: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, features: Sequence[int], out_channels: int, dropout: float = 0.0, head_prior: float | None = None
+    ) -> None:
         super().__init__()
         f = features
         self.down_4 = Down(2, f[3], f[4], _ACT, _NORM, True, dropout)
@@ -60,6 +63,7 @@ class UNetBranch(nn.Module):
         self.upcat_2 = UpCat(2, f[2], f[1], f[1], _ACT, _NORM, True, dropout)
         self.upcat_1 = UpCat(2, f[1], f[0], f[0], _ACT, _NORM, True, dropout, halves=False)
         self.classifier = nn.Conv2d(f[0], out_channels, kernel_size=1)
+        init_prior_bias(self.classifier, head_prior)
 
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         x0, x1, x2, x3 = levels
@@ -67,6 +71,21 @@ class UNetBranch(nn.Module):
         u = self.upcat_3(u, x2)
         u = self.upcat_2(u, x1)
         return self.classifier(self.upcat_1(u, x0))
+
+
+def init_prior_bias(classifier: nn.Conv2d, prior: float | None) -> None:
+    """Set a classifier's bias so that an untrained network predicts probability ``prior`` everywhere.
+
+    The prior-probability initialisation of Lin et al. (Focal Loss, ICCV 2017, Sec. 4.1). With the default bias a
+    network starts at sigmoid(0) = 0.5 on every pixel and a Dice loss, whose gradient on background pixels is weak,
+    takes many steps to pull the background down: on the IDRiD sample after 96 steps of the CPU profile the map at
+    0.5 covers about 35x the true exudate area (IoU 0.03). ``None`` keeps PyTorch's default initialisation.
+    """
+    if prior is None:
+        return
+    if not 0.0 < float(prior) < 1.0:
+        raise ValueError(f"head_prior must lie in (0, 1) or be None, got {prior}.")
+    nn.init.constant_(classifier.bias, -math.log((1.0 - float(prior)) / float(prior)))
 
 
 def check_image_batch(name: str, x: torch.Tensor) -> None:
@@ -85,13 +104,21 @@ class UNet(nn.Module):
         out_channels: number of output channels.
         width: channels of the first level (levels have ``width * (1, 2, 4, 8, 16)``).
         dropout: dropout probability in every conv block.
+        head_prior: initial foreground probability of the classifier (:func:`init_prior_bias`); None: default init.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 16, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        width: int = 16,
+        dropout: float = 0.0,
+        head_prior: float | None = None,
+    ) -> None:
         super().__init__()
         features = unet_features(width)
         self.encoder = UNetEncoder(in_channels, features, dropout)
-        self.branch = UNetBranch(features, out_channels, dropout)
+        self.branch = UNetBranch(features, out_channels, dropout, head_prior)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
         check_image_batch("x", x)
@@ -116,6 +143,7 @@ class DualUNet(nn.Module):
         width: channels of the first level (levels have ``width * (1, 2, 4, 8, 16)``).
         dropout: dropout probability in every conv block.
         fusion: branch fusion at evaluation, "probabilities" (mean of the sigmoids) or "logits" (sigmoid of the mean).
+        head_prior: initial foreground probability of both classifiers (:func:`init_prior_bias`); None: default init.
     """
 
     def __init__(
@@ -125,13 +153,14 @@ class DualUNet(nn.Module):
         width: int = 16,
         dropout: float = 0.0,
         fusion: str = "probabilities",
+        head_prior: float | None = None,
     ) -> None:
         super().__init__()
         features = unet_features(width)
         self.fusion = check_fusion(fusion)
         self.shared = UNetEncoder(in_channels, features, dropout)
-        self.large = UNetBranch(features, out_channels, dropout)
-        self.small = UNetBranch(features, out_channels, dropout)
+        self.large = UNetBranch(features, out_channels, dropout, head_prior)
+        self.small = UNetBranch(features, out_channels, dropout, head_prior)
 
     def forward_branches(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Both branches' logits on the same input (shared encoder once), in either mode."""

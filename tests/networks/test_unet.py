@@ -88,3 +88,25 @@ def test_unet_rejects_backbone_only_settings():
         build_exudate_network("unet", branch_layer4_blocks=1)
     with pytest.raises(ValueError, match="width"):
         build_exudate_network("unet", width=0)
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_head_prior_sets_the_untrained_foreground_probability(dual):
+    torch.manual_seed(0)
+    net = _tiny(dual=dual, head_prior=0.01)
+    classifiers = [net.large.classifier, net.small.classifier] if dual else [net.branch.classifier]
+    for classifier in classifiers:
+        assert torch.allclose(classifier.bias, torch.full_like(classifier.bias, -4.59512), atol=1e-5)
+    # the default (None) keeps PyTorch's initialisation: seeded weights are unchanged by the option
+    torch.manual_seed(0)
+    default = _tiny(dual=dual)
+    torch.manual_seed(0)
+    same = _tiny(dual=dual, head_prior=None)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), same.state_dict().values()))
+
+
+def test_head_prior_is_checked():
+    with pytest.raises(ValueError, match="head_prior must lie in"):
+        _tiny(dual=True, head_prior=1.0)
+    with pytest.raises(ValueError, match="arch 'unet' only"):
+        build_exudate_network("pspnet", dual=True, width=8, layers=(1, 1, 1, 1), head_prior=0.01)
