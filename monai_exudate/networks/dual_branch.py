@@ -89,7 +89,8 @@ class DualBranchNet(nn.Module):
         branch_layer4_blocks: ResNet only: number of trailing layer4 blocks duplicated per branch, the leading ones
             being shared; None duplicates all of layer4. The authors' released code duplicates only the last block
             (``branch_layer4_blocks=1``), which gives their ~1.5x parameter ratio.
-        fusion: branch fusion at evaluation, "probabilities" (mean of the sigmoids) or "logits" (sigmoid of the mean).
+        fusion: branch fusion at evaluation, "logits" (sigmoid of the mean, the authors' code) or "probabilities"
+            (mean of the sigmoids, the paper's wording).
     """
 
     def __init__(
@@ -102,7 +103,7 @@ class DualBranchNet(nn.Module):
         dropout: float = 0.1,
         pretrained_path: str | None = None,
         branch_layer4_blocks: int | None = None,
-        fusion: str = "probabilities",
+        fusion: str = "logits",
     ) -> None:
         super().__init__()
         self.fusion = check_fusion(fusion)
@@ -179,7 +180,7 @@ def build_exudate_network(
     dropout: float = 0.1,
     in_channels: int = 3,
     branch_layer4_blocks: int | None = None,
-    fusion: str = "probabilities",
+    fusion: str = "logits",
     head_prior: float | None = None,
 ) -> nn.Module:
     """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,

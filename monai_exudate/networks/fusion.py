@@ -7,7 +7,8 @@ import torch
 __all__ = ["BRANCH_FUSIONS", "check_fusion", "fuse_branches", "fuse_branch_logits", "fuse_branch_probabilities"]
 
 # "probabilities": the paper (Liu, Liu, Liang 2022) averages the two branches' probability maps;
-# "logits": the authors' released code averages the branches' scores before the sigmoid.
+# "logits": the authors' released code averages the branches' scores before the sigmoid
+# (dual-segmentation-toolbox/networks/dual_pspnet.py, Dual_PSPNet.forward: 0.5 * cb + 0.5 * rb, then test.py's sigmoid).
 BRANCH_FUSIONS = ("probabilities", "logits")
 
 
@@ -28,9 +29,7 @@ def check_fusion(fusion: str) -> str:
     return fusion
 
 
-def fuse_branches(
-    large_logits: torch.Tensor, small_logits: torch.Tensor, fusion: str = "probabilities"
-) -> torch.Tensor:
+def fuse_branches(large_logits: torch.Tensor, small_logits: torch.Tensor, fusion: str = "logits") -> torch.Tensor:
     """Probability map of a dual-branch network from its branches' logits by the rule ``fusion``."""
     if check_fusion(fusion) == "logits":
         return fuse_branch_logits(large_logits, small_logits)

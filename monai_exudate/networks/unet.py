@@ -143,7 +143,8 @@ class DualUNet(nn.Module):
         out_channels: number of output channels.
         width: channels of the first level (levels have ``width * (1, 2, 4, 8, 16)``).
         dropout: dropout probability in every conv block.
-        fusion: branch fusion at evaluation, "probabilities" (mean of the sigmoids) or "logits" (sigmoid of the mean).
+        fusion: branch fusion at evaluation, "logits" (sigmoid of the mean, the authors' code) or "probabilities"
+            (mean of the sigmoids, the paper's wording).
         head_prior: initial foreground probability of both classifiers (:func:`init_prior_bias`); None: default init.
     """
 
@@ -153,7 +154,7 @@ class DualUNet(nn.Module):
         out_channels: int = 1,
         width: int = 16,
         dropout: float = 0.0,
-        fusion: str = "probabilities",
+        fusion: str = "logits",
         head_prior: float | None = None,
     ) -> None:
         super().__init__()
