@@ -6,11 +6,13 @@ Every system trains from scratch on the same lesion-biased crops (the profile's 
 profile's training resolution, and sees the same number of training pixels in the same number of optimiser steps:
 (a) the CPU profile (``configs/train.json`` + ``configs/cpu.json``: dual U-Net + DSM loss) run by the bundle's own
 trainer for ``E`` epochs (each step one batch of ``B`` photographs x ``S`` crops per branch); (b) the same profile
-with ``branches=single``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs; (c) MONAI's ``UNet`` + ``DiceLoss``
-(sigmoid), Adam 1e-3, in a short MONAI-only loop with batches of ``2B`` photographs for the same number of steps.
+with ``branches=single``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs (the profile's network settings, its
+``head_prior`` included, apply to both); (c) MONAI's ``UNet`` + ``DiceLoss`` (sigmoid), Adam 1e-3, in a short
+MONAI-only loop with batches of ``2B`` photographs for the same number of steps, left as plain as a user would write it.
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
 training resolution, predictions inverted to the original size) with the project's metrics at threshold 0.5: pixel
-IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all components under 100 pixels.
+IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all components under 100 pixels (counted
+when half their pixels are predicted, and when the mask merely touches them).
 Results: a markdown table (mean +/- std over seeds, wall time per row) printed and written to ``--out``.
 """
 
