@@ -22,9 +22,11 @@ BUNDLES = REPO / "bundles"
 
 # each boolean of each bundle, with the spellings used for "off" and "on"
 OFF = {"synthetic": "FALSE", "fov_crop": "false", "resume": "no", "amp": "0", "nifti": "No", "overwrite": "false",
-       "strict": "0", "progress": "False", "lr_only": "no", "sync_batchnorm": "false"}  # fmt: skip
+       "strict": "0", "progress": "False", "lr_only": "no", "sync_batchnorm": "false", "patch_training": "no",
+       "lesion_biased_crops": "False"}  # fmt: skip
 ON = {"synthetic": "TRUE", "fov_crop": "true", "resume": "yes", "amp": "1", "nifti": "Yes", "overwrite": "true",
-      "strict": "1", "progress": "True", "lr_only": "yes", "sync_batchnorm": "true"}  # fmt: skip
+      "strict": "1", "progress": "True", "lr_only": "yes", "sync_batchnorm": "true", "patch_training": "YES",
+      "lesion_biased_crops": "true"}  # fmt: skip
 TINY = {
     "exudate_dsm": ["--spatial_size", "[96,64]", "--net_width", "8"],
     "fundus_lesion_hrdecoder": [
@@ -37,13 +39,14 @@ NAMES = "[type(t).__name__ for t in {}.transforms]"
 PROBES = {
     ("exudate_dsm", "train"): (
         ["train.json", "evaluate.json"],
-        ["synthetic", "fov_crop", "resume", "amp"],
+        ["synthetic", "fov_crop", "resume", "amp", "patch_training"],
         {
             "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
             "train_transforms": NAMES.format("@train#preprocessing"),
             "eval_transforms": NAMES.format("@validate#preprocessing"),
             "resume": "@train#checkpoint_handlers_all#0#enabled",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
+            "inferer": "type(@validate#inferer).__name__",
         },
     ),
     ("exudate_dsm", "idrid"): (
@@ -65,8 +68,9 @@ PROBES = {
     ),
     ("fundus_lesion_hrdecoder", "train"): (
         ["train.json", "multi_gpu_train.json"],
-        ["synthetic", "resume", "amp", "lr_only", "sync_batchnorm"],
+        ["synthetic", "resume", "amp", "lr_only", "sync_batchnorm", "lesion_biased_crops"],
         {
+            "train_transforms": NAMES.format("@train#preprocessing"),
             "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
             "resume": "@train#checkpoint_handlers_all#0#enabled",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
@@ -173,6 +177,8 @@ def test_exudate_dsm_training_switches(probes, value):
     assert ("FieldOfViewCropd" in seen["eval_transforms"]) is on
     assert seen["resume"] is on
     assert seen["amp"] == [on, on] and all(isinstance(a, bool) for a in seen["amp"])
+    assert ("RandCropByPosNegLabeld" in seen["train_transforms"]) is on  # patch_training
+    assert seen["inferer"] == ("SlidingWindowInferer" if on else "SimpleInferer")
 
 
 @pytest.mark.parametrize("value", ["off", "on"])
@@ -198,6 +204,8 @@ def test_hrdecoder_training_switches(probes, value):
     assert seen["amp"] == [on, on] and all(isinstance(a, bool) for a in seen["amp"])
     assert seen["lr_only"][0] is on and seen["lr_only"][1].endswith("_lr_only") is on
     assert seen["sync_batchnorm"] is on
+    assert ("RandCropByPosNegLabeld" in seen["train_transforms"]) is on  # lesion_biased_crops
+    assert ("RandSpatialCropd" in seen["train_transforms"]) is not on
 
 
 @pytest.mark.parametrize("value", ["off", "on"])
