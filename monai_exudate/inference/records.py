@@ -40,7 +40,8 @@ _OLD_FAILURE_FIELDS = ("image", "reason")  # failures.csv before the run column:
 _MAX_LISTED = 16  # longer arrays are described by shape and hash
 # attributes that do not change outputs: random state, progress display, and the list of image libraries MONAI
 # found installed (LoadImage keeps one reader per library; the file's reader is chosen from it)
-_IGNORED_ATTRIBUTES = frozenset({"R", "readers", "progress", "log_stats", "training"})
+# identities, not settings: an exported model's file path and its input tensor's name may change with no effect
+_IGNORED_ATTRIBUTES = frozenset({"R", "readers", "progress", "log_stats", "training", "path", "input_name"})
 
 
 def new_run_id() -> str:

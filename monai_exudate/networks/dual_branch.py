@@ -213,6 +213,7 @@ def build_exudate_network(
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got '{arch}'.")
+    check_fusion(fusion)  # also for a single-branch network, so a misspelt setting never passes silently
     if arch == "unet":
         if branch_layer4_blocks is not None or pretrained_path is not None:
             raise ValueError(

@@ -42,9 +42,10 @@ def test_score_network_at_original_size_matches_direct_counts(tmp_path):
     assert truth and all(t.shape == (72, 96) for t in truth)  # the synthetic photographs' own size
     positive = sum(int(t.sum()) for t in truth)
     assert scores["iou"] == pytest.approx(positive / sum(t.size for t in truth))  # everything predicted
-    assert scores["recall_lt100"] == 1.0 and scores["lesions_lt100"] > 0
+    assert scores["recall_lt100"] == 1.0 and scores["touched_lt100"] == 1.0 and scores["lesions_lt100"] > 0
     empty = bench.score_network(_Constant(0.2), parser, torch.device("cpu"))
     assert empty["iou"] == 0.0 and empty["recall_lt100"] == 0.0 and empty["region_f"] == 0.0
+    assert empty["touched_lt100"] == 0.0
 
 
 def test_markdown_table_has_mean_std_and_wall_time():

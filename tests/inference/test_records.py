@@ -137,6 +137,26 @@ def test_a_rerun_with_other_settings_is_refused_unless_it_overwrites(tmp_path) -
     assert len(json.loads((out / "manifest.json").read_text())["runs"]) == 2  # history restarts with the settings
 
 
+class FusedProbe(RedProbe):
+    """A stand-in for a dual network: its branch-fusion rule is a string setting; its file path is not a setting."""
+
+    def __init__(self, fusion: str, path: str) -> None:
+        super().__init__()
+        self.fusion = fusion
+        self.path = path
+
+
+def test_the_branch_fusion_rule_is_a_setting_and_a_model_path_is_not(tmp_path) -> None:
+    items = [_write(tmp_path / "a.png")]
+    out = tmp_path / "out"
+    _runner(out, network=FusedProbe("logits", "/models/a.onnx")).run(items)
+    network = json.loads((out / "manifest.json").read_text())["settings"]["network"]
+    assert network["fusion"] == "logits" and "path" not in network
+    assert _runner(out, network=FusedProbe("logits", "/moved/a.onnx")).run(items).skipped == 1
+    with pytest.raises(ValueError, match=r'(?s)other settings.*network.fusion: "logits" -> "probabilities"'):
+        _runner(out, network=FusedProbe("probabilities", "/models/a.onnx")).run(items)
+
+
 def test_outputs_without_a_manifest_or_with_a_damaged_one_are_not_trusted(tmp_path) -> None:
     items = [_write(tmp_path / "a.png")]
     out = tmp_path / "out"
