@@ -1,5 +1,25 @@
 """Fundus data: dataset indexers, readers, dictionary transforms, resizing, data checks, the synthetic default set."""
 
-from monai_exudate.data import checks, default_dataset, indexers, layouts, readers, resize, synthetic, transforms
+from monai_exudate.data import (
+    checks,
+    crop_weights,
+    default_dataset,
+    indexers,
+    layouts,
+    readers,
+    resize,
+    synthetic,
+    transforms,
+)
 
-__all__ = ["checks", "default_dataset", "indexers", "layouts", "readers", "resize", "synthetic", "transforms"]
+__all__ = [
+    "checks",
+    "crop_weights",
+    "default_dataset",
+    "indexers",
+    "layouts",
+    "readers",
+    "resize",
+    "synthetic",
+    "transforms",
+]

@@ -10,6 +10,8 @@ import torch
 from monai.bundle import ConfigParser, run
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
+from monai_exudate.bundle import root_cause
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
 PATCHES = {
@@ -105,3 +107,42 @@ def test_evaluate_and_inference_use_the_stored_threshold(trained):
 
     prob = out / f"{photos[0].stem}_EX_prob.png"
     assert Image.open(prob).size == Image.open(photos[0]).size
+
+
+def test_small_branch_loader_can_centre_its_crops_on_lesion_components(tmp_path):
+    parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "small_patch_sampling": "components"})
+    parser.get_parsed_content("initialize")
+    large_names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    small_names = [type(t).__name__ for t in parser.get_parsed_content("train#small_preprocessing").transforms]
+    assert "RandCropByPosNegLabeld" in large_names and "RandWeightedCropd" not in large_names
+    assert "ComponentBalancedWeightd" in small_names and "RandWeightedCropd" in small_names
+    small_set = parser.get_parsed_content("train#small_branch_dataset")
+    assert small_set is parser.get_parsed_content("train#small_dataset")
+    assert small_set is not parser.get_parsed_content("train#dataset")
+    large = next(iter(parser.get_parsed_content("train#dataloader")))
+    small = next(iter(parser.get_parsed_content("train#small_dataloader")))
+    assert small["image"].shape == large["image"].shape and small["label"].shape == large["label"].shape
+    # the resume state holds the random transforms of both loaders' pipelines
+    state = parser.get_parsed_content("train#run_state")
+    assert any(type(t).__name__ == "RandWeightedCropd" for t in state.transforms)
+
+
+def test_pixel_sampling_shares_the_large_branch_dataset(tmp_path):
+    parser = _parser("train.json", bundle_root=str(tmp_path), **PATCHES)
+    assert parser["small_patch_sampling"] == "pixels"
+    assert parser.get_parsed_content("train#small_branch_dataset") is parser.get_parsed_content("train#dataset")
+    assert parser.get_parsed_content("train#small_dataset") is None  # never built, never cached
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"small_patch_sampling": "blobs"}, "small_patch_sampling must be one of"),
+        ({"small_patch_sampling": "components", "patch_training": False}, "needs patch_training true"),
+    ],
+)
+def test_small_patch_sampling_is_checked(tmp_path, settings, message):
+    parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, **settings})
+    with pytest.raises(RuntimeError) as failure:
+        parser.get_parsed_content("train#small_branch_dataset")
+    assert message in str(root_cause(failure.value))
