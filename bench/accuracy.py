@@ -67,8 +67,9 @@ def profile_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigPars
 def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.device) -> dict[str, float]:
     """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
 
-    Each photograph goes through the evaluation preprocessing, the profile's inferer and the inversion of the
-    preprocessing (``validate#postprocessing``); labels are the original masks.
+    Each photograph goes through the evaluation preprocessing, the profile's inferer (``network`` returns logits) and
+    the evaluation post-processing (``validate#postprocessing``: branch fusion, sigmoid, inversion of the
+    preprocessing); labels are the original masks.
     """
     dataset = parser.get_parsed_content("validate#dataset")
     inferer = parser.get_parsed_content("validate#inferer")
@@ -136,7 +137,7 @@ def train_monai_unet(parser: ConfigParser, steps: int, batch_size: int, seed: in
             done, crops = done + 1, crops + image.shape[0]
             if done == steps:
                 break
-    return torch.nn.Sequential(unet, torch.nn.Sigmoid()), done, crops
+    return unet, done, crops
 
 
 def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -151,16 +152,19 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     batch, epochs = int(base["batch_size"]), _epochs(args, base)
     # the dual trainer consumes one batch per branch per step; the others get both batches as one
     common = {**overrides, "val_interval": 10 * epochs + 10, "resume": False}
+    # the single-branch systems' logits pass the evaluation post-processing without branch fusion
+    single = {"branches": "single", "loss_name": "dice"}
     start = time.perf_counter()
     if system == "dual_dsm":
         network, steps, crops = train_profile(args.configs, {**common, "max_epochs": epochs})
     elif system == "single_dice":
-        single = {"branches": "single", "loss_name": "dice", "batch_size": 2 * batch, "max_epochs": 2 * epochs}
-        network, steps, crops = train_profile(args.configs, {**common, **single})
+        ablation = {**single, "batch_size": 2 * batch, "max_epochs": 2 * epochs}
+        network, steps, crops = train_profile(args.configs, {**common, **ablation})
     else:
         dual_steps = epochs * math.ceil(_num_train(base) / batch)
         network, steps, crops = train_monai_unet(base, dual_steps, 2 * batch, seed, device)
-    evaluation = profile_parser([*args.configs[:1], "evaluate.json", *args.configs[1:]], overrides)
+    scoring = overrides if system == "dual_dsm" else {**overrides, **single}
+    evaluation = profile_parser([*args.configs[:1], "evaluate.json", *args.configs[1:]], scoring)
     result = score_network(network, evaluation, device)
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
     return result

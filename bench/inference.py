@@ -169,15 +169,16 @@ def model_only_rate(runner, samples: list[dict], args: argparse.Namespace) -> tu
 
 
 def writing_seconds(runner, samples: list[dict], preds: list[torch.Tensor], scratch: Path) -> float:
-    """CPU seconds per image of inverting one prediction and writing its files, in this thread."""
-    from monai_exudate.inference.runner import _RunState
+    """CPU seconds per image of post-processing and inverting one prediction and writing its files, in this thread."""
+    from monai_exudate.inference.run_state import RunState
     from monai_exudate.inference.summary import SummaryTable
 
-    state = _RunState(scratch, SummaryTable(scratch / "summary.csv"), strict=True)
+    state = RunState(scratch, SummaryTable(scratch / "summary.csv"), strict=True)
     start = time.thread_time()
     for sample, pred in zip(samples, preds):
         info = {k: v for k, v in sample.items() if k != runner.image_key}
-        levels, volume = runner._map_back(pred.to(runner.device), sample[runner.image_key], info)
+        prob = runner._probabilities(pred.to(runner.device))  # branch fusion and sigmoid, as in the run
+        levels, volume = runner._map_back(prob, sample[runner.image_key], info)
         runner._write(state, levels, volume, info)
     spent = time.thread_time() - start
     state.raise_if_fatal()

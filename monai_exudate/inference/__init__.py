@@ -11,6 +11,7 @@ from monai_exudate.inference.dataset import (
 )
 from monai_exudate.inference.exported import OnnxRuntimeNetwork, load_exported_network
 from monai_exudate.inference.inputs import folder_entries, list_inference_inputs
+from monai_exudate.inference.postprocessing import FuseBranchLogitsd
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
 from monai_exudate.inference.records import FolderInUseError, RunManifest
 from monai_exudate.inference.run_state import InferenceReport
@@ -25,6 +26,7 @@ __all__ = [
     "MIN_SIDE",
     "SUMMARY_FIELDS",
     "FolderInUseError",
+    "FuseBranchLogitsd",
     "FundusInferenceRunner",
     "InferenceDataset",
     "InferenceReport",

@@ -63,8 +63,8 @@ def describe(obj: Any, depth: int = 6) -> Any:
 
     Numbers, strings and containers are kept, arrays and tensors listed (or hashed when long), functions and classes
     named; other objects become their class and public attributes, ``depth`` objects deep. A network is described by
-    its class and its public number, flag and string attributes only (its weights are the model file's hash), so a
-    rule such as a dual network's branch fusion is part of the description.
+    its class and its public number, flag and string attributes only (its weights are the model file's hash); a
+    post-processing ``Compose`` by its transforms' settings, so a dual network's branch-fusion rule is part of it.
     """
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj

@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
+from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.records import RunManifest, canonical, describe, file_sha256, folder_lock, new_run_id
 from monai_exudate.inference.run_state import InferenceReport, RunState
@@ -47,9 +48,10 @@ class FundusInferenceRunner:
     """Segment fundus photographs and write per-lesion maps, overlays and a lesion table at the original size.
 
     Images stream through a DataLoader (reading and preprocessing in ``num_workers`` processes), the network (eval
-    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``) and the inversion of the preprocessing on each
-    prediction (``Compose.inverse``, back to the photograph's pixel grid, on the network's device), then to a pool of
-    ``num_writers`` threads that write the files; at most ``2 * num_writers`` images wait for writing, so memory
+    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``), the post-processing that turns each image's
+    logits into probabilities (``postprocessing``: branch fusion, sigmoid) and the inversion of the preprocessing on
+    each prediction (``Compose.inverse``, back to the photograph's pixel grid, on the network's device), then to a
+    pool of ``num_writers`` threads that write the files; at most ``2 * num_writers`` images wait for writing, so memory
     does not grow with the number of images. Outputs in ``output_dir`` per image (``stem`` = the image file's
     stem), for each lesion:
     ``<stem>_<LESION>_prob.png`` (8-bit, round(p * 255)) and ``<stem>_<LESION>_mask.png`` (0/255, set where
@@ -72,9 +74,12 @@ class FundusInferenceRunner:
     or by another image of an earlier run in ``summary.csv`` (unless ``overwrite``), is reported, not written.
 
     Args:
-        network: returns probabilities ``(B, len(lesion_names), *spatial)`` in eval mode.
+        network: returns logits ``(B, K, *spatial)`` in eval mode (``K``: what ``postprocessing`` expects).
         preprocessing: the bundle's ``Compose``, starting with the transform that loads ``image_key`` from a path;
             every spatial transform must be invertible.
+        postprocessing: maps ``{"pred": logits (K, *spatial)}`` of one image to ``{"pred": probabilities
+            (len(lesion_names), *spatial)}`` on the network's grid, e.g. ``Compose([FuseBranchLogitsd,
+            Activationsd(sigmoid=True)])``; recorded in the settings.
         inferer: MONAI inferer (``SimpleInferer`` when None).
         lesion_names: one name per output channel, used in file names and the table.
         output_dir: folder for every output (created).
@@ -104,6 +109,7 @@ class FundusInferenceRunner:
         self,
         network: nn.Module,
         preprocessing: Compose,
+        postprocessing: Callable[[Mapping[str, Any]], Mapping[str, Any]],
         inferer: Inferer | None = None,
         lesion_names: Sequence[str] = ("EX",),
         output_dir: str | os.PathLike = "inference",
@@ -146,6 +152,10 @@ class FundusInferenceRunner:
             raise ValueError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
         self.network = network
         self.preprocessing = preprocessing
+        if not callable(postprocessing):
+            kind = type(postprocessing).__name__
+            raise ValueError(f"postprocessing must be callable on {{'pred': logits}}, not {kind}")
+        self.postprocessing = postprocessing
         self.inferer = inferer or SimpleInferer()
         self.lesion_names = names
         self.output_dir = Path(output_dir)
@@ -188,6 +198,7 @@ class FundusInferenceRunner:
                 "overlay_alpha": self.overlay_alpha,
                 "network": describe(self.network),
                 "preprocessing": describe(self.preprocessing),
+                "postprocessing": describe(self.postprocessing),
                 "inferer": describe(self.inferer),
             }
         )
@@ -304,18 +315,20 @@ class FundusInferenceRunner:
                 for group in batch["batches"]:
                     images = group[self.image_key]
                     with torch.no_grad(), autocast:
-                        pred = self.inferer(images.as_tensor().to(self.device), network)
-                    pred, finite = self._check_prediction(pred, images)
+                        logits = self.inferer(images.as_tensor().to(self.device), network)
+                    logits = check_logit_batch(logits, images)
                     samples = decollate_batch({self.image_key: images})
-                    for sample, info, prob, ok in zip(samples, group["info"], pred, finite.tolist()):
-                        if not ok:
-                            bad = int(prob.numel() - torch.isfinite(prob).sum())
+                    for sample, info, image_logits in zip(samples, group["info"], logits):
+                        bad = int(image_logits.numel() - torch.isfinite(image_logits).sum())
+                        if bad:
                             state.fail(
                                 str(info["path"]),
-                                f"the network output has {bad} non-finite values (NaN or inf) of {prob.numel()}",
+                                f"the network output has {bad} non-finite values (NaN or inf) of "
+                                f"{image_logits.numel()}",
                             )
                             bar.update(1)
                             continue
+                        prob = self._probabilities(image_logits)
                         try:
                             levels, volume = self._map_back(prob, sample[self.image_key], info)
                         except Exception as err:  # one image's failure must not stop the others
@@ -331,26 +344,9 @@ class FundusInferenceRunner:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
-    def _check_prediction(self, pred: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prediction as float, and per image whether it is finite; raises when the network is unusable."""
-        if not isinstance(pred, torch.Tensor):
-            raise ValueError(
-                f"the network returned {type(pred).__name__}; in eval mode it must return a probability tensor"
-            )
-        expected = (images.shape[0], len(self.lesion_names), *images.shape[2:])
-        if tuple(pred.shape) != expected:
-            raise ValueError(
-                f"the network returned shape {tuple(pred.shape)}, expected {expected} "
-                f"(batch, one channel per lesion in {self.lesion_names}, input size)"
-            )
-        pred = pred.detach().float()
-        finite = torch.isfinite(pred).flatten(1).all(1)
-        values = pred[finite]  # a non-finite image fails alone; the range check is of the network, on the rest
-        if values.numel():
-            low, high = float(values.min()), float(values.max())
-            if low < -1e-3 or high > 1.0 + 1e-3:
-                raise ValueError(f"the network output spans [{low:.3g}, {high:.3g}]: it must return probabilities")
-        return pred, finite
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """One image's probabilities ``(len(lesion_names), *spatial)`` from its logits, by ``postprocessing``."""
+        return to_probabilities(self.postprocessing, logits, self.lesion_names)
 
     def _invert(self, prob: torch.Tensor, image: MetaTensor) -> torch.Tensor:
         """Map one prediction (C, *spatial) back to the photograph's grid by inverting the preprocessing."""

@@ -2,7 +2,7 @@
 
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.dual_branch import ARCHITECTURES, DualBranchNet, build_exudate_network
-from monai_exudate.networks.fusion import BRANCH_FUSIONS, fuse_branch_logits, fuse_branch_probabilities, fuse_branches
+from monai_exudate.networks.fusion import BRANCH_FUSIONS, check_fusion, fuse_branch_logits, split_branches
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.hrdecoder import FCNHead, HRDecoder, build_hrdecoder, window_boxes
 from monai_exudate.networks.hrnet import HRNetV2, load_hrnet_checkpoint
@@ -33,11 +33,11 @@ __all__ = [
     "VGG16Backbone",
     "build_exudate_network",
     "build_hrdecoder",
+    "check_fusion",
     "fuse_branch_logits",
-    "fuse_branch_probabilities",
-    "fuse_branches",
     "init_head_weights",
     "load_hrnet_checkpoint",
     "load_pretrained_backbone",
+    "split_branches",
     "window_boxes",
 ]

@@ -53,7 +53,7 @@ class DeepLabV3(nn.Module):
     """DeepLabv3 on a dilated ResNet (output stride 8).
 
     Training mode: ``forward(x)`` returns logits at the input size, ``{"out": [B,C,H,W]}``.
-    Eval mode: returns probabilities ``sigmoid(out)`` as a ``[B,C,H,W]`` tensor.
+    Eval mode: returns the logits ``out`` as a ``[B,C,H,W]`` tensor.
 
     Args:
         in_channels: image channels.
@@ -84,4 +84,4 @@ class DeepLabV3(nn.Module):
             raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
         logits = self.head(self.backbone(x)[3])
         out = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return {"out": out} if self.training else torch.sigmoid(out)
+        return {"out": out} if self.training else out

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
-from monai_exudate.networks.fusion import check_fusion, fuse_branches
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import DilatedResNet
@@ -22,7 +21,6 @@ __all__ = ["DualBranchNet", "build_exudate_network", "ARCHITECTURES"]
 ARCHITECTURES = ("pspnet", "deeplabv3", "hed", "unet")
 # architectures built on a classification backbone (DualBranchNet); "unet" is built by DualUNet / UNet
 _BACKBONE_ARCHITECTURES = ("pspnet", "deeplabv3", "hed")
-BRANCH_NAMES = ("large", "small")
 # HED shares VGG16 stages 1-3: `features` up to and including the last ReLU of stage 3
 _HED_SHARED_END = VGG16_STAGE_ENDS[2]
 
@@ -75,8 +73,10 @@ class DualBranchNet(nn.Module):
     Training mode: ``forward(x, x_small)`` returns ``{"large": dict, "small": dict}`` of logits at the input sizes
     (``"out"``, plus ``"aux"`` for PSPNet and the five ``"side"`` logits for HED, where ``"out"`` is the fusion);
     ``x`` feeds the large-exudate branch and ``x_small`` the small-exudate branch (batch sizes may differ).
-    Eval mode: ``forward(x)`` returns the two branches' fused probabilities (shared stages run once), by the rule
-    ``fusion`` (:func:`~monai_exudate.networks.fusion.fuse_branches`).
+    Eval mode: ``forward(x)`` runs the shared stages once and returns both branches' ``"out"`` logits stacked on the
+    channels, ``[B, 2 * C, H, W]`` (large first); fusing them is a post-processing step
+    (:func:`~monai_exudate.networks.fusion.fuse_branch_logits`,
+    :class:`~monai_exudate.inference.postprocessing.FuseBranchLogitsd`).
 
     Args:
         arch: "pspnet", "deeplabv3" or "hed".
@@ -89,8 +89,6 @@ class DualBranchNet(nn.Module):
         branch_layer4_blocks: ResNet only: number of trailing layer4 blocks duplicated per branch, the leading ones
             being shared; None duplicates all of layer4. The authors' released code duplicates only the last block
             (``branch_layer4_blocks=1``), which gives their ~1.5x parameter ratio.
-        fusion: branch fusion at evaluation, "logits" (sigmoid of the mean, the authors' code) or "probabilities"
-            (mean of the sigmoids, the paper's wording).
     """
 
     def __init__(
@@ -103,10 +101,8 @@ class DualBranchNet(nn.Module):
         dropout: float = 0.1,
         pretrained_path: str | None = None,
         branch_layer4_blocks: int | None = None,
-        fusion: str = "logits",
     ) -> None:
         super().__init__()
-        self.fusion = check_fusion(fusion)
         if arch not in _BACKBONE_ARCHITECTURES:
             raise ValueError(f"arch must be one of {_BACKBONE_ARCHITECTURES}, got '{arch}' (use DualUNet for 'unet').")
         self.arch = arch
@@ -167,7 +163,7 @@ class DualBranchNet(nn.Module):
         if x_small is not None:
             raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
-        return fuse_branches(outputs["large"]["out"], outputs["small"]["out"], self.fusion)
+        return torch.cat([outputs["large"]["out"], outputs["small"]["out"]], dim=1)
 
 
 def build_exudate_network(
@@ -180,7 +176,6 @@ def build_exudate_network(
     dropout: float = 0.1,
     in_channels: int = 3,
     branch_layer4_blocks: int | None = None,
-    fusion: str = "logits",
     head_prior: float | None = None,
 ) -> nn.Module:
     """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,
@@ -202,8 +197,6 @@ def build_exudate_network(
         dropout: dropout probability in the PSPNet/DeepLabv3 heads and in every U-Net conv block (unused by HED).
         in_channels: image channels.
         branch_layer4_blocks: dual ResNet networks only, see ``DualBranchNet``.
-        fusion: dual networks only: branch fusion at evaluation, "probabilities" or "logits"
-            (:func:`~monai_exudate.networks.fusion.fuse_branches`).
         head_prior: "unet" only: initial foreground probability of the classifier bias
             (:func:`~monai_exudate.networks.unet.init_prior_bias`); None keeps the default initialisation.
 
@@ -213,21 +206,20 @@ def build_exudate_network(
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got '{arch}'.")
-    check_fusion(fusion)  # also for a single-branch network, so a misspelt setting never passes silently
     if arch == "unet":
         if branch_layer4_blocks is not None or pretrained_path is not None:
             raise ValueError(
                 "arch 'unet' has no pretrained backbone: branch_layer4_blocks and pretrained_path must be None."
             )
         if dual:
-            return DualUNet(in_channels, out_channels, width, dropout, fusion, head_prior)
+            return DualUNet(in_channels, out_channels, width, dropout, head_prior)
         return UNet(in_channels, out_channels, width, dropout, head_prior)
     if head_prior is not None:
         raise ValueError(f"head_prior applies to arch 'unet' only, got it for {arch!r}.")
     layers = tuple(layers)
     if dual:
         return DualBranchNet(
-            arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks, fusion
+            arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks
         )
     if branch_layer4_blocks is not None:
         raise ValueError("branch_layer4_blocks applies to dual-branch networks only (dual=True).")

@@ -54,7 +54,7 @@ class HED(nn.Module):
     """HED on the five VGG16 stages.
 
     Training mode: ``forward(x)`` returns logits at the input size, ``{"out": fused [B,C,H,W], "side": [5 x
-    [B,C,H,W]]}``. Eval mode: returns probabilities ``sigmoid(out)`` as a ``[B,C,H,W]`` tensor.
+    [B,C,H,W]]}``. Eval mode: returns the fused logits ``out`` as a ``[B,C,H,W]`` tensor.
 
     Args:
         in_channels: image channels.
@@ -74,4 +74,4 @@ class HED(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
         out, sides = self.head(self.backbone(x), x.shape[-2:])
-        return {"out": out, "side": sides} if self.training else torch.sigmoid(out)
+        return {"out": out, "side": sides} if self.training else out

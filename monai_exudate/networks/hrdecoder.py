@@ -106,8 +106,8 @@ class HRDecoder(nn.Module):
 
     Training mode returns a dict: ``fused`` and ``lr`` logits ``[B, C, H, W]``, and unless ``lr_only`` or
     ``num_crops == 0``, ``hr`` logits ``[M * B, C, hr_scale / 4, hr_scale / 4]`` (index ``m * B + b`` is box ``m``
-    of image ``b``) with ``hr_boxes`` ``[M, 4]`` as ``(y0, x0, y1, x1)`` in input pixels. Eval mode returns
-    probabilities ``sigmoid(fused)`` (``sigmoid(lr)`` when ``lr_only``).
+    of image ``b``) with ``hr_boxes`` ``[M, 4]`` as ``(y0, x0, y1, x1)`` in input pixels. Eval mode returns the
+    ``fused`` logits ``[B, C, H, W]`` (``lr`` when ``lr_only``); the per-lesion sigmoid is a post-processing step.
 
     Sliding-window inference over a larger image (the authors tile 1920 windows with stride 960) equals
     whole-image inference only when the image is one window: otherwise each window has its own down-scaling,
@@ -223,10 +223,10 @@ class HRDecoder(nn.Module):
         feats, lr_logits = self.encode(x)
         lr = self._resize(lr_logits, (height, width))
         if self.lr_only:
-            return {"fused": lr, "lr": lr} if self.training else torch.sigmoid(lr)
+            return {"fused": lr, "lr": lr} if self.training else lr
         fused = self._resize(self.fuse(feats, lr_logits, height, width), (height, width))
         if not self.training:
-            return torch.sigmoid(fused)
+            return fused
         out = {"fused": fused, "lr": lr}
         if self.num_crops > 0:
             boxes = self.sample_boxes(height, width)

@@ -82,7 +82,7 @@ class PSPNet(nn.Module):
     """PSPNet on a dilated ResNet (output stride 8) with an auxiliary classifier on layer3.
 
     Training mode: ``forward(x)`` returns logits at the input size, ``{"out": [B,C,H,W], "aux": [B,C,H,W]}``.
-    Eval mode: returns probabilities ``sigmoid(out)`` as a ``[B,C,H,W]`` tensor.
+    Eval mode: returns the logits ``out`` as a ``[B,C,H,W]`` tensor (the auxiliary head is skipped).
 
     Args:
         in_channels: image channels.
@@ -115,6 +115,6 @@ class PSPNet(nn.Module):
         features = self.backbone(x)
         out = F.interpolate(self.head(features[3]), size=size, mode="bilinear", align_corners=False)
         if not self.training:
-            return torch.sigmoid(out)
+            return out
         aux = F.interpolate(self.aux_head(features[2]), size=size, mode="bilinear", align_corners=False)
         return {"out": out, "aux": aux}

@@ -9,8 +9,6 @@ import torch
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
-from monai_exudate.networks.fusion import check_fusion, fuse_branches
-
 __all__ = [
     "DualUNet",
     "UNet",
@@ -98,7 +96,7 @@ def check_image_batch(name: str, x: torch.Tensor) -> None:
 class UNet(nn.Module):
     """Single-branch U-Net (four 2x down-sampling stages, any input size; odd sizes are padded in the decoder).
 
-    Training mode: ``forward(x)`` returns ``{"out": logits [B, C, H, W]}``. Eval mode: ``sigmoid(logits)``.
+    Training mode: ``forward(x)`` returns ``{"out": logits [B, C, H, W]}``. Eval mode: the logits tensor.
 
     Args:
         in_channels: image channels.
@@ -124,9 +122,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
         check_image_batch("x", x)
         logits = self.branch(self.encoder(x))
-        if self.training:
-            return {"out": logits}
-        return torch.sigmoid(logits)
+        return {"out": logits} if self.training else logits
 
 
 class DualUNet(nn.Module):
@@ -135,16 +131,16 @@ class DualUNet(nn.Module):
 
     Training mode: ``forward(x, x_small)`` returns ``{"large": {"out": logits}, "small": {"out": logits}}``; ``x``
     feeds the large-exudate branch and ``x_small`` the small-exudate branch (sizes may differ). Eval mode:
-    ``forward(x)`` runs the shared encoder once and returns :func:`~monai_exudate.networks.fusion.fuse_branches` of
-    the two branches' logits from :meth:`forward_branches` by the rule ``fusion``.
+    ``forward(x)`` runs the shared encoder once and returns both branches' logits stacked on the channels,
+    ``[B, 2 * C, H, W]`` (large first); fusing them is a post-processing step
+    (:func:`~monai_exudate.networks.fusion.fuse_branch_logits`,
+    :class:`~monai_exudate.inference.postprocessing.FuseBranchLogitsd`).
 
     Args:
         in_channels: image channels.
         out_channels: number of output channels.
         width: channels of the first level (levels have ``width * (1, 2, 4, 8, 16)``).
         dropout: dropout probability in every conv block.
-        fusion: branch fusion at evaluation, "logits" (sigmoid of the mean, the authors' code) or "probabilities"
-            (mean of the sigmoids, the paper's wording).
         head_prior: initial foreground probability of both classifiers (:func:`init_prior_bias`); None: default init.
     """
 
@@ -154,12 +150,10 @@ class DualUNet(nn.Module):
         out_channels: int = 1,
         width: int = 16,
         dropout: float = 0.0,
-        fusion: str = "logits",
         head_prior: float | None = None,
     ) -> None:
         super().__init__()
         features = unet_features(width)
-        self.fusion = check_fusion(fusion)
         self.shared = UNetEncoder(in_channels, features, dropout)
         self.large = UNetBranch(features, out_channels, dropout, head_prior)
         self.small = UNetBranch(features, out_channels, dropout, head_prior)
@@ -185,4 +179,4 @@ class DualUNet(nn.Module):
         if x_small is not None:
             raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
-        return fuse_branches(outputs["large"]["out"], outputs["small"]["out"], self.fusion)
+        return torch.cat([outputs["large"]["out"], outputs["small"]["out"]], dim=1)

@@ -20,14 +20,14 @@ def _bench():
 
 
 class _Constant(torch.nn.Module):
-    """Predicts the same probability everywhere (its size follows the input)."""
+    """A dual network whose two branches predict the same probability everywhere (logits; size follows the input)."""
 
     def __init__(self, value: float) -> None:
         super().__init__()
-        self.value = value
+        self.logit = float(torch.logit(torch.tensor(value)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x[:, :1], self.value)
+        return torch.full_like(x[:, :2], self.logit)
 
 
 def test_score_network_at_original_size_matches_direct_counts(tmp_path):

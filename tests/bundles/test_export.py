@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,19 @@ def test_exported_equals_eager_and_runs_inference(bundle, kind, tmp_path):
     )
     prob = out / "photo_EX_prob.png"
     assert prob.is_file() and Image.open(prob).size == (130, 90)
+
+
+def test_exports_say_they_output_logits_and_older_probability_exports_are_refused(tmp_path, caplog):
+    for bundle in BUNDLES:
+        meta = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())
+        assert meta["network_data_format"]["outputs"]["pred"]["format"] == "logits"
+        assert meta["network_data_format"]["post_processed_outputs"]["pred"]["value_range"] == [0, 1]
+    traced = torch.jit.trace(torch.nn.Conv2d(3, 2, 1), torch.randn(1, 3, 8, 8))
+    old = {"version": "0.4.0", "network_data_format": {"outputs": {"pred": {"format": "probabilities"}}}}
+    torch.jit.save(traced, str(tmp_path / "old.ts"), _extra_files={"metadata.json": json.dumps(old)})
+    with pytest.raises(ValueError, match=r"old\.ts: its metadata says the network outputs 'probabilities'"):
+        load_exported_network(tmp_path / "old.ts")
+    torch.jit.save(traced, str(tmp_path / "bare.ts"))
+    with caplog.at_level("WARNING"):
+        load_exported_network(tmp_path / "bare.ts")
+    assert "taken to be logits" in caplog.text

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 from monai.inferers import SimpleInferer
-from monai.transforms import Compose, EnsureTyped
+from monai.transforms import Activationsd, Compose, EnsureTyped
 from PIL import Image
 from torch import nn
 
 from monai_exudate.data.transforms import FieldOfViewCropd, LoadFundusd, PadToSquared
-from monai_exudate.inference import FundusInferenceRunner, check_image_file, list_inference_inputs
+from monai_exudate.inference import FundusInferenceRunner, FuseBranchLogitsd, check_image_file, list_inference_inputs
 from monai_exudate.inference.records import FolderInUseError, folder_lock
 
 
@@ -63,9 +63,11 @@ def _preprocessing(crop: bool = True) -> Compose:
 
 
 def _runner(out: Path, network: nn.Module | None = None, crop: bool = True, **kwargs) -> FundusInferenceRunner:
+    # the probes return probabilities themselves: their post-processing passes them through
     return FundusInferenceRunner(
         network or RedProbe(),
         _preprocessing(crop),
+        kwargs.pop("postprocessing", Compose([])),
         SimpleInferer(),
         lesion_names=("EX",),
         output_dir=out,
@@ -137,24 +139,35 @@ def test_a_rerun_with_other_settings_is_refused_unless_it_overwrites(tmp_path) -
     assert len(json.loads((out / "manifest.json").read_text())["runs"]) == 2  # history restarts with the settings
 
 
-class FusedProbe(RedProbe):
-    """A stand-in for a dual network: its branch-fusion rule is a string setting; its file path is not a setting."""
+class DualLogitProbe(nn.Module):
+    """A stand-in for an exported dual network: two branches' logits from the red channel; its path is no setting."""
 
-    def __init__(self, fusion: str, path: str) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__()
-        self.fusion = fusion
         self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = (x[:, :1] - 127.5) / 16.0
+        return torch.cat([logits, 0.5 * logits], dim=1)
+
+
+def _fusion(rule: str) -> Compose:
+    return Compose([FuseBranchLogitsd("pred", num_branches=2, fusion=rule), Activationsd("pred", sigmoid=True)])
 
 
 def test_the_branch_fusion_rule_is_a_setting_and_a_model_path_is_not(tmp_path) -> None:
     items = [_write(tmp_path / "a.png")]
     out = tmp_path / "out"
-    _runner(out, network=FusedProbe("logits", "/models/a.onnx")).run(items)
-    network = json.loads((out / "manifest.json").read_text())["settings"]["network"]
-    assert network["fusion"] == "logits" and "path" not in network
-    assert _runner(out, network=FusedProbe("logits", "/moved/a.onnx")).run(items).skipped == 1
-    with pytest.raises(ValueError, match=r'(?s)other settings.*network.fusion: "logits" -> "probabilities"'):
-        _runner(out, network=FusedProbe("probabilities", "/models/a.onnx")).run(items)
+    _runner(out, network=DualLogitProbe("/models/a.onnx"), postprocessing=_fusion("logits")).run(items)
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert "path" not in settings["network"]
+    fuse = settings["postprocessing"]["transforms"][0]
+    assert fuse["fusion"] == "logits" and fuse["num_branches"] == 2
+    moved = _runner(out, network=DualLogitProbe("/moved/a.onnx"), postprocessing=_fusion("logits"))
+    assert moved.run(items).skipped == 1
+    other = _runner(out, network=DualLogitProbe("/models/a.onnx"), postprocessing=_fusion("probabilities"))
+    with pytest.raises(ValueError, match=r'(?s)other settings.*postprocessing.*"logits" -> "probabilities"'):
+        other.run(items)
 
 
 def test_outputs_without_a_manifest_or_with_a_damaged_one_are_not_trusted(tmp_path) -> None:

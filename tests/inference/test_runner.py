@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 import torch
 from monai.inferers import SimpleInferer
-from monai.transforms import Compose, EnsureTyped, InvertibleTransform, MapTransform, NormalizeIntensityd, Resized
+from monai.transforms import (
+    Activationsd,
+    Compose,
+    EnsureTyped,
+    InvertibleTransform,
+    MapTransform,
+    NormalizeIntensityd,
+    Resized,
+)
 from PIL import Image
 from torch import nn
 
@@ -23,6 +31,7 @@ from monai_exudate.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FieldOfVi
 from monai_exudate.inference import (
     LESION_COLOURS,
     FundusInferenceRunner,
+    FuseBranchLogitsd,
     list_inference_inputs,
     load_network_weights,
 )
@@ -30,6 +39,8 @@ from monai_exudate.networks import build_exudate_network
 
 REPO = Path(__file__).resolve().parents[2]
 FOUR_LESIONS = ("EX", "HE", "SE", "MA")
+# the probes below return probabilities themselves, so their post-processing passes them through
+PROBABILITIES_ALREADY = Compose([])
 
 
 class ChannelProbe(nn.Module):
@@ -102,6 +113,7 @@ def _runner(
     return FundusInferenceRunner(
         network,
         preprocessing or _identity_preprocessing(),
+        kwargs.pop("postprocessing", PROBABILITIES_ALREADY),
         SimpleInferer(),
         output_dir=output_dir,
         progress=False,
@@ -133,8 +145,17 @@ def test_tiny_network_writes_every_output_at_the_photo_size(tmp_path) -> None:
         _write(tmp_path / "in" / "c.png", 70, 70, seed=2),
     ]
     out = tmp_path / "out"
+    # the exudate bundle's post-processing: fuse the two branches' logits, then the sigmoid
+    postprocessing = Compose([FuseBranchLogitsd("pred", num_branches=2), Activationsd("pred", sigmoid=True)])
     runner = _runner(
-        out, network, _bundle_preprocessing(), lesion_names=FOUR_LESIONS, batch_size=2, num_workers=1, nifti=True
+        out,
+        network,
+        _bundle_preprocessing(),
+        postprocessing=postprocessing,
+        lesion_names=FOUR_LESIONS,
+        batch_size=2,
+        num_workers=1,
+        nifti=True,
     )
     report = runner.run(list_inference_inputs(tmp_path / "in"))
     assert (report.processed, report.skipped, report.failed) == (3, 0, [])
@@ -319,7 +340,13 @@ def test_network_and_argument_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="formats"):
         _runner(tmp_path, ChannelProbe([0]), formats=("prob", "tiff"))
     with pytest.raises(ValueError, match="Compose"):
-        FundusInferenceRunner(ChannelProbe([0]), LoadFundusd(lesions=[]))
+        FundusInferenceRunner(ChannelProbe([0]), LoadFundusd(lesions=[]), PROBABILITIES_ALREADY)
+    with pytest.raises(ValueError, match="postprocessing must be callable"):
+        FundusInferenceRunner(ChannelProbe([0]), _identity_preprocessing(), "sigmoid")
+    # a dual network's stacked branch logits without the branch fusion: the channel count names the mismatch
+    with pytest.raises(ValueError, match=r"post-processing returned shape \(2, "):
+        sigmoid_only = Compose([Activationsd("pred", sigmoid=True)])
+        _runner(tmp_path / "o3", ChannelProbe([0, 0]), postprocessing=sigmoid_only).run(item)
 
 
 def test_load_network_weights(tmp_path) -> None:

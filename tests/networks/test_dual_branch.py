@@ -33,9 +33,12 @@ def test_single_branch_train_and_eval_outputs(arch):
     x = torch.randn(2, 3, 65, 49)
     _check_branch(net.train()(x), arch, (2, 2, 65, 49))
     with torch.no_grad():
-        prob = net.eval()(x)
-    assert isinstance(prob, torch.Tensor) and prob.shape == (2, 2, 65, 49)
-    assert prob.min() >= 0 and prob.max() <= 1
+        logits = net.eval()(x)
+        train_logits = net.train()(x)["out"]
+    # eval mode returns the logits themselves: values outside [0, 1] and no activation
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 2, 65, 49)
+    if arch == "hed":  # no BatchNorm or dropout: the same logits in both modes
+        torch.testing.assert_close(logits, train_logits)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -48,9 +51,9 @@ def test_dual_branch_train_and_eval_outputs(arch):
     _check_branch(outputs["large"], arch, (2, 1, 65, 49))
     _check_branch(outputs["small"], arch, (3, 1, 40, 56))
     with torch.no_grad():
-        prob = net.eval()(x)
-    assert isinstance(prob, torch.Tensor) and prob.shape == (2, 1, 65, 49)
-    assert prob.min() >= 0 and prob.max() <= 1
+        logits = net.eval()(x)
+    # eval mode: both branches' logits stacked on the channels, large first
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 2, 65, 49)
 
 
 def test_dual_branch_input_errors():
@@ -65,7 +68,7 @@ def test_dual_branch_input_errors():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_eval_output_is_sigmoid_of_mean_branch_logits(arch):
+def test_eval_output_stacks_the_branch_logits(arch):
     net = _tiny(arch, dual=True, dropout=0.0)
     x = torch.randn(2, 3, 37, 45)
     # training path (shared stages run once per input) with frozen BatchNorm statistics, i.e. eval behaviour
@@ -75,11 +78,10 @@ def test_eval_output_is_sigmoid_of_mean_branch_logits(arch):
             m.eval()
     with torch.no_grad():
         branches = net(x, x)
-        # the authors' code: Dual_PSPNet.forward averages the branch scores, test.py applies the sigmoid
-        expected = torch.sigmoid(0.5 * (branches["large"]["out"] + branches["small"]["out"]))
-        prob = net.eval()(x)
+        expected = torch.cat([branches["large"]["out"], branches["small"]["out"]], dim=1)
+        logits = net.eval()(x)
         shared_once = net.forward_branches(x)
-    assert torch.allclose(prob, expected, atol=1e-6)
+    assert torch.allclose(logits, expected, atol=1e-6)
     assert torch.allclose(shared_once["small"]["out"], branches["small"]["out"], atol=1e-6)
     assert not torch.allclose(branches["large"]["out"], branches["small"]["out"])
 
@@ -163,9 +165,9 @@ def test_bfloat16_autocast(arch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = net.train()(x, x)
         with torch.no_grad():
-            prob = net.eval()(x)
+            logits = net.eval()(x)
     assert outputs["large"]["out"].shape == (2, 1, 41, 35) and torch.isfinite(outputs["small"]["out"]).all()
-    assert prob.shape == (2, 1, 41, 35) and torch.isfinite(prob).all()
+    assert logits.shape == (2, 2, 41, 35) and torch.isfinite(logits).all()
 
 
 def test_unknown_arch_raises():
@@ -207,6 +209,6 @@ def test_full_size_networks_run_on_meta_device(arch):
     with torch.device("meta"):
         net = build_exudate_network(arch).train()
         outputs = net(torch.empty(2, 3, 97, 130), torch.empty(2, 3, 64, 64))
-        prob = net.eval()(torch.empty(1, 3, 97, 130))
+        logits = net.eval()(torch.empty(1, 3, 97, 130))
     assert outputs["large"]["out"].shape == (2, 1, 97, 130) and outputs["small"]["out"].shape == (2, 1, 64, 64)
-    assert prob.shape == (1, 1, 97, 130)
+    assert logits.shape == (1, 2, 97, 130)
