@@ -1,10 +1,21 @@
-"""Atomic file writes: a temporary file beside the target, then a rename, so no reader sees a half-written file."""
+"""Atomic file writes: a temporary file beside the target, then a rename, so no reader sees a half-written file.
+
+The one place the package writes files from (bytes, JSON, images, CSV tables); checkpoints go through Ignite's own
+atomic saver (``engines/checkpoint.py``).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -24,6 +35,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_write_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write indented JSON (numbers of other types as floats) through a temporary file and a rename."""
+    return atomic_write_bytes(path, (json.dumps(data, indent=2, default=float) + "\n").encode())
+
+
+def atomic_save_image(image: Image.Image, path: str | os.PathLike, **save_kwargs: Any) -> Path:
+    """Save a PIL image (format from the suffix unless ``format`` is given) through a temporary file and a rename."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    fmt = save_kwargs.pop("format", None) or Image.registered_extensions()[path.suffix.lower()]
+    image.save(buffer, format=fmt, **save_kwargs)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_csv_atomic(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping[str, object]]) -> Path:
+    """Write a CSV table (header first) through a temporary file and a rename."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def remove_partial_files(folder: str | os.PathLike) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-from monai_exudate.engines.utils import atomic_write_json
+from monai_exudate.data.atomic import atomic_write_json
 
 
 def _json_safe(value):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-from monai_exudate.engines.utils import atomic_write_json, update_pixel_counts
+from monai_exudate.data.atomic import atomic_write_json
+from monai_exudate.engines.utils import update_pixel_counts
 from monai_exudate.metrics.pixel import PixelCounts, counts_at_threshold, f_maximising_threshold, pixel_scores
 
 __all__ = ["OperatingThresholdHandler", "load_operating_threshold"]

@@ -10,7 +10,8 @@ import numpy as np
 from ignite.engine import Engine, Events
 from PIL import Image, ImageDraw
 
-from monai_exudate.engines.utils import atomic_save_image, atomic_write_json, update_pixel_counts
+from monai_exudate.data.atomic import atomic_save_image, atomic_write_json
+from monai_exudate.engines.utils import update_pixel_counts
 from monai_exudate.metrics.pixel import AUPR_THRESHOLDS, PixelCounts, precision_recall_points, trapezoid_auc
 
 

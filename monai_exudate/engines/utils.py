@@ -1,17 +1,10 @@
-"""Small helpers shared by the handlers: iterate decollated samples, count their pixels, name them, write files."""
+"""Small helpers shared by the handlers: iterate decollated samples, count their pixels, name them."""
 
 from __future__ import annotations
 
-import io
-import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
-
-from monai_exudate.data.atomic import atomic_write_bytes
 
 
 def iter_samples(output: Any) -> Iterator[dict[str, Any]]:
@@ -44,17 +37,3 @@ def sample_name(sample: Mapping[str, Any], index: int) -> str:
     if isinstance(source, (list, tuple)):
         source = source[0] if source else None
     return Path(str(source)).stem if source else f"sample_{index:04d}"
-
-
-def atomic_save_image(image: Image.Image, path: str | os.PathLike, **save_kwargs: Any) -> Path:
-    """Save a PIL image through a temporary file and a rename, so no half-written file is ever visible."""
-    path = Path(path)
-    buffer = io.BytesIO()
-    fmt = save_kwargs.pop("format", None) or Image.registered_extensions()[path.suffix.lower()]
-    image.save(buffer, format=fmt, **save_kwargs)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
-def atomic_write_json(data: Any, path: str | os.PathLike) -> Path:
-    """Write JSON through a temporary file and a rename."""
-    return atomic_write_bytes(path, (json.dumps(data, indent=2, default=float) + "\n").encode())

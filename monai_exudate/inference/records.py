@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_exudate.data.atomic import atomic_write_bytes
-from monai_exudate.inference.writers import read_csv, write_csv_atomic
+from monai_exudate.data.atomic import atomic_write_json, write_csv_atomic
+from monai_exudate.inference.writers import read_csv
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def write_manifest(path: str | os.PathLike, manifest: Mapping[str, Any]) -> Path:
     """Write the manifest atomically (indented JSON)."""
-    return atomic_write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    return atomic_write_json(manifest, path)
 
 
 def append_failures(path: str | os.PathLike, run_id: str, failures: Sequence[tuple[str, str]]) -> Path:

@@ -8,14 +8,12 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from PIL import Image
-
-from monai_exudate.data.atomic import atomic_write_bytes
 
 # Temporary files are named ``.<final name>.<random>.partial`` in the destination folder.
 OUTPUT_FORMATS = ("prob", "mask", "overlay")
@@ -211,15 +209,6 @@ def encode_nifti(prob: np.ndarray, lesion_names: Sequence[str], compress_level: 
     image = nib.Nifti1Image(data, np.eye(4))
     image.header["descrip"] = ("channels " + ",".join(lesion_names))[:79].encode()
     return gzip.compress(image.to_bytes(), compresslevel=compress_level)
-
-
-def write_csv_atomic(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping[str, object]]) -> Path:
-    """Write a CSV table atomically (header first)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def read_csv(path: str | os.PathLike, fieldnames: Sequence[str]) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
-from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
+from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files, write_csv_atomic
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
 from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import (
@@ -23,7 +23,6 @@ from monai_exudate.inference.writers import (
     lesion_colours,
     paint_overlay,
     read_csv,
-    write_csv_atomic,
 )
 
 
