@@ -77,7 +77,7 @@ class DeepLabV3(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = DilatedResNet(in_channels, layers, base_width, pretrained_path)
-        self.head = ASPPHead(self.backbone.stage_channels[4], out_channels, atrous_rates, dropout)
+        self.head = ASPPHead(self.backbone.out_channels[3], out_channels, atrous_rates, dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
         if x.ndim != 4:

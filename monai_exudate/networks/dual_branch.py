@@ -68,7 +68,7 @@ class DualBranchNet(nn.Module):
     PSPNet, its own auxiliary classifier on the shared layer3 features. HED shares VGG16 stages 1-3; each branch
     has its own stages 4-5 and all five side convs and the fusion. A pretrained backbone initialises the shared
     stages and both copies of the per-branch stages. ``shared`` is the backbone module with its per-branch stages
-    moved into the branches (its ``stage_channels`` still describe the complete backbone).
+    moved into the branches (its ``out_channels`` still describe the complete backbone's features).
 
     Training mode: ``forward(x, x_small)`` returns ``{"large": dict, "small": dict}`` of logits at the input sizes
     (``"out"``, plus ``"aux"`` for PSPNet and the five ``"side"`` logits for HED, where ``"out"`` is the fusion);
@@ -113,8 +113,8 @@ class DualBranchNet(nn.Module):
             tail = backbone.features[_HED_SHARED_END + 1 :]
             backbone.features = backbone.features[: _HED_SHARED_END + 1]
             self.shared = backbone
-            self.large = _HEDBranch(tail, HEDHead(backbone.stage_channels, out_channels))
-            self.small = _HEDBranch(copy.deepcopy(tail), HEDHead(backbone.stage_channels, out_channels))
+            self.large = _HEDBranch(tail, HEDHead(backbone.out_channels, out_channels))
+            self.small = _HEDBranch(copy.deepcopy(tail), HEDHead(backbone.out_channels, out_channels))
             return
         backbone = DilatedResNet(in_channels, layers, width, pretrained_path)
         n_blocks = backbone.layers[3]
@@ -125,14 +125,14 @@ class DualBranchNet(nn.Module):
         tail = backbone.layer4[n_blocks - n_branch :]
         backbone.layer4 = backbone.layer4[: n_blocks - n_branch]
         self.shared = backbone
-        channels = backbone.stage_channels
+        channels = backbone.out_channels  # layer1..layer4
         branches = []
         for layer4 in (tail, copy.deepcopy(tail)):
             if arch == "pspnet":
-                head = PSPHead(channels[4], out_channels, dropout=dropout)
-                aux = AuxHead(channels[3], out_channels, dropout=dropout)
+                head = PSPHead(channels[3], out_channels, dropout=dropout)
+                aux = AuxHead(channels[2], out_channels, dropout=dropout)
             else:
-                head, aux = ASPPHead(channels[4], out_channels, dropout=dropout), None
+                head, aux = ASPPHead(channels[3], out_channels, dropout=dropout), None
             branches.append(_ResNetBranch(layer4, head, aux))
         self.large, self.small = branches
 

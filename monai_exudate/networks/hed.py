@@ -68,7 +68,7 @@ class HED(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = VGG16Backbone(in_channels, width, pretrained_path)
-        self.head = HEDHead(self.backbone.stage_channels, out_channels)
+        self.head = HEDHead(self.backbone.out_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]] | torch.Tensor:
         if x.ndim != 4:

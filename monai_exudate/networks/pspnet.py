@@ -104,9 +104,9 @@ class PSPNet(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = DilatedResNet(in_channels, layers, base_width, pretrained_path)
-        channels = self.backbone.stage_channels
-        self.head = PSPHead(channels[4], out_channels, dropout=dropout)
-        self.aux_head = AuxHead(channels[3], out_channels, dropout=dropout)
+        channels = self.backbone.out_channels  # layer1..layer4
+        self.head = PSPHead(channels[3], out_channels, dropout=dropout)
+        self.aux_head = AuxHead(channels[2], out_channels, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
         if x.ndim != 4:

@@ -70,7 +70,7 @@ class DilatedResNet(nn.Module):
     an ImageNet checkpoint loads directly; the ``fc`` classifier is omitted.
 
     Stages: the stem (``conv1``, ``bn1``, ``relu``, ``maxpool``; see :meth:`forward_stem`) and ``layer1``..``layer4``;
-    ``stage_channels`` gives their output channels (stem first).
+    ``out_channels`` gives the channels of the four features :meth:`forward` returns (layer1..layer4).
 
     Args:
         in_channels: image channels.
@@ -103,7 +103,7 @@ class DilatedResNet(nn.Module):
         self.layer2 = _make_layer(w * e, 2 * w, layers[1], stride=2, dilation=1)
         self.layer3 = _make_layer(2 * w * e, 4 * w, layers[2], stride=1, dilation=2)
         self.layer4 = _make_layer(4 * w * e, 8 * w, layers[3], stride=1, dilation=4)
-        self.stage_channels: tuple[int, ...] = (w, w * e, 2 * w * e, 4 * w * e, 8 * w * e)
+        self.out_channels: tuple[int, ...] = (w * e, 2 * w * e, 4 * w * e, 8 * w * e)
         self._init_weights()
         if pretrained_path is not None:
             load_pretrained_backbone(self, pretrained_path)

@@ -54,7 +54,7 @@ class VGG16Backbone(nn.Module):
                 modules += [nn.Conv2d(channels, multiplier * width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                 channels = multiplier * width
         self.features = nn.Sequential(*modules)
-        self.stage_channels: tuple[int, ...] = tuple(m * width for m, _ in _VGG16_STAGES)
+        self.out_channels: tuple[int, ...] = tuple(m * width for m, _ in _VGG16_STAGES)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -37,7 +37,8 @@ def test_stage_shapes_output_stride_8_on_odd_input():
         features = net(x)
     assert stem.shape == (2, 8, 17, 13)
     assert [tuple(f.shape) for f in features] == [(2, 32, 17, 13), (2, 64, 9, 7), (2, 128, 9, 7), (2, 256, 9, 7)]
-    assert net.stage_channels == (8, 32, 64, 128, 256)
+    assert net.out_channels == (32, 64, 128, 256)
+    assert [f.shape[1] for f in features] == list(net.out_channels)  # one entry per returned feature
 
 
 def test_last_two_stages_are_dilated_not_strided():

@@ -24,7 +24,8 @@ def test_stage_outputs_on_odd_input():
     net = VGG16Backbone(width=4)
     with torch.no_grad():
         stages = net(torch.randn(2, 3, 65, 49))
-    assert net.stage_channels == (4, 8, 16, 32, 32)
+    assert net.out_channels == (4, 8, 16, 32, 32)
+    assert [s.shape[1] for s in stages] == list(net.out_channels)  # one entry per returned feature
     # ceil-mode pooling keeps the borders of odd sizes
     assert [tuple(s.shape) for s in stages] == [
         (2, 4, 65, 49),
