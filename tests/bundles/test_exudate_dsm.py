@@ -121,6 +121,12 @@ def test_verify_metadata_and_network_shapes():
     )
 
 
+def test_references_name_the_papers_authors():
+    references = json.loads((CONFIGS / "metadata.json").read_text())["references"]
+    # Qing Liu, Haotian Liu and Yixiong Liang (IEEE JBHI 2022)
+    assert references[0].startswith("Liu Q, Liu H, Liang Y. Dual-Branch Network with Dual-Sampling Modulated Dice")
+
+
 def test_ckpt_export_matches_eager(trained, tmp_path):
     from monai.bundle import ConfigParser
 
