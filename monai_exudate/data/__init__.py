@@ -3,7 +3,6 @@
 from monai_exudate.data import (
     checks,
     crop_weights,
-    default_dataset,
     indexers,
     layouts,
     readers,
@@ -15,7 +14,6 @@ from monai_exudate.data import (
 __all__ = [
     "checks",
     "crop_weights",
-    "default_dataset",
     "indexers",
     "layouts",
     "readers",

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from monai_exudate.data.default_dataset import resolve_dataset_root
 from monai_exudate.data.indexers import build_datalist
+from monai_exudate.data.synthetic import resolve_dataset_root
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4

@@ -9,8 +9,8 @@ import pytest
 import torch
 from monai.bundle import run
 
-from monai_exudate.data.default_dataset import resolve_dataset_root
 from monai_exudate.data.indexers import build_datalist
+from monai_exudate.data.synthetic import resolve_dataset_root
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monai_exudate.data.default_dataset import MARKER, ensure_synthetic_dataset, resolve_dataset_root
+from monai_exudate.data.synthetic import MARKER, ensure_synthetic_dataset, resolve_dataset_root
 
 
 def test_generated_once_then_reused(tmp_path):
@@ -32,7 +32,7 @@ def test_synthetic_off_uses_the_folder_as_is(tmp_path, value):
 
 
 def _generate(folder: str) -> str:
-    from monai_exudate.data.default_dataset import ensure_synthetic_dataset
+    from monai_exudate.data.synthetic import ensure_synthetic_dataset
 
     return ensure_synthetic_dataset(folder, "idrid", 2, (64, 48), 0)
 

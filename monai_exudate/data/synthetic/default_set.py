@@ -10,7 +10,7 @@ from typing import Any
 
 from monai_exudate.bundle.settings import as_bool
 from monai_exudate.data.atomic import atomic_write_bytes
-from monai_exudate.data.synthetic import write_synthetic_dataset
+from monai_exudate.data.synthetic.writer import write_synthetic_dataset
 
 MARKER = "synthetic_dataset.json"
 
