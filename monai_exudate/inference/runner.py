@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -307,42 +307,53 @@ class FundusInferenceRunner:
             bar.update(1)
 
         try:
-            for batch in batches:
-                for path, reason in batch["errors"]:
-                    state.fail(path, reason)
+            for info, image, logits in self._predictions(batches, network, autocast, state, bar):
+                maps = self._maps_or_failure(logits, image, info, state)
+                if maps is None:
                     bar.update(1)
-                state.raise_if_fatal()
-                for group in batch["batches"]:
-                    images = group[self.image_key]
-                    with torch.no_grad(), autocast:
-                        logits = self.inferer(images.as_tensor().to(self.device), network)
-                    logits = check_logit_batch(logits, images)
-                    samples = decollate_batch({self.image_key: images})
-                    for sample, info, image_logits in zip(samples, group["info"], logits):
-                        bad = int(image_logits.numel() - torch.isfinite(image_logits).sum())
-                        if bad:
-                            state.fail(
-                                str(info["path"]),
-                                f"the network output has {bad} non-finite values (NaN or inf) of "
-                                f"{image_logits.numel()}",
-                            )
-                            bar.update(1)
-                            continue
-                        prob = self._probabilities(image_logits)
-                        try:
-                            levels, volume = self._map_back(prob, sample[self.image_key], info)
-                        except Exception as err:  # one image's failure must not stop the others
-                            state.fail(str(info["path"]), f"could not map the prediction back ({_describe(err)})")
-                            bar.update(1)
-                            continue
-                        slots.acquire()
-                        pool.submit(self._write, state, levels, volume, info).add_done_callback(written)
-                state.raise_if_fatal()
+                    continue
+                slots.acquire()
+                pool.submit(self._write, state, *maps, info).add_done_callback(written)
             pool.shutdown(wait=True)
         finally:
             # on an error or an interrupt, images not yet started are dropped: a re-run does them
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
+
+    def _predictions(
+        self, batches: Any, network: nn.Module, autocast: Any, state: RunState, bar: tqdm
+    ) -> Iterator[tuple[Mapping[str, Any], MetaTensor, torch.Tensor]]:
+        """``(info, preprocessed image, logits)`` per readable image; unreadable ones are failed as they come."""
+        for batch in batches:
+            for path, reason in batch["errors"]:
+                state.fail(path, reason)
+                bar.update(1)
+            state.raise_if_fatal()
+            for group in batch["batches"]:
+                images = group[self.image_key]
+                with torch.no_grad(), autocast:
+                    logits = self.inferer(images.as_tensor().to(self.device), network)
+                logits = check_logit_batch(logits, images)
+                samples = decollate_batch({self.image_key: images})
+                for sample, info, image_logits in zip(samples, group["info"], logits):
+                    yield info, sample[self.image_key], image_logits
+            state.raise_if_fatal()
+
+    def _maps_or_failure(
+        self, logits: torch.Tensor, image: MetaTensor, info: Mapping[str, Any], state: RunState
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """One image's 8-bit maps (and float maps) on the photograph's grid, or None once its failure is recorded."""
+        bad = int(logits.numel() - torch.isfinite(logits).sum())
+        if bad:
+            reason = f"the network output has {bad} non-finite values (NaN or inf) of {logits.numel()}"
+            state.fail(str(info["path"]), reason)
+            return None
+        prob = self._probabilities(logits)
+        try:
+            return self._map_back(prob, image, info)
+        except Exception as err:  # one image's failure must not stop the others
+            state.fail(str(info["path"]), f"could not map the prediction back ({_describe(err)})")
+            return None
 
     def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """One image's probabilities ``(len(lesion_names), *spatial)`` from its logits, by ``postprocessing``."""
