@@ -52,7 +52,7 @@ def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "patch_pos": 1.0, "patch_neg": 0.0})
     parser.get_parsed_content("initialize")
     large = next(iter(parser.get_parsed_content("train#dataloader")))
-    small = next(iter(parser.get_parsed_content("train#small_dataloader")))
+    small = next(iter(parser.get_parsed_content("train#small_branch_dataloader")))
     batch = parser["batch_size"] * parser["patch_samples"]
     assert large["image"].shape == (batch, 3, 32, 32) and large["label"].shape == (batch, 1, 32, 32)
     assert small["image"].shape == large["image"].shape
@@ -117,10 +117,10 @@ def test_small_branch_loader_can_centre_its_crops_on_lesion_components(tmp_path)
     assert "RandCropByPosNegLabeld" in large_names and "RandWeightedCropd" not in large_names
     assert "ComponentBalancedWeightd" in small_names and "RandWeightedCropd" in small_names
     small_set = parser.get_parsed_content("train#small_branch_dataset")
-    assert small_set is parser.get_parsed_content("train#small_dataset")
+    assert small_set is parser.get_parsed_content("train#component_crop_dataset")
     assert small_set is not parser.get_parsed_content("train#dataset")
     large = next(iter(parser.get_parsed_content("train#dataloader")))
-    small = next(iter(parser.get_parsed_content("train#small_dataloader")))
+    small = next(iter(parser.get_parsed_content("train#small_branch_dataloader")))
     assert small["image"].shape == large["image"].shape and small["label"].shape == large["label"].shape
     # the resume state holds the random transforms of both loaders' pipelines
     state = parser.get_parsed_content("train#run_state")
@@ -131,7 +131,7 @@ def test_pixel_sampling_shares_the_large_branch_dataset(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), **PATCHES)
     assert parser["small_patch_sampling"] == "pixels"
     assert parser.get_parsed_content("train#small_branch_dataset") is parser.get_parsed_content("train#dataset")
-    assert parser.get_parsed_content("train#small_dataset") is None  # never built, never cached
+    assert parser.get_parsed_content("train#component_crop_dataset") is None  # never built, never cached
 
 
 @pytest.mark.parametrize(

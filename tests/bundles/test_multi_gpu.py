@@ -26,7 +26,7 @@ def _free_port() -> int:
 def test_branch_samplers_shard_and_shuffle_independently():
     """Each rank gets its own shard, and the two branches' loaders of one rank are shuffled differently."""
     config = json.loads((CONFIGS / "multi_gpu_train.json").read_text())
-    assert config["train#small_sampler"]["seed"] != config["train#sampler"]["seed"]
+    assert config["train#small_branch_sampler"]["seed"] != config["train#sampler"]["seed"]
     data = list(range(40))
     shards = []
     for rank in (0, 1):
