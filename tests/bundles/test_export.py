@@ -87,6 +87,8 @@ def test_exports_say_they_output_logits_and_older_probability_exports_are_refuse
         meta = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())
         assert meta["network_data_format"]["outputs"]["pred"]["format"] == "logits"
         assert meta["network_data_format"]["post_processed_outputs"]["pred"]["value_range"] == [0, 1]
+        # the documented run's figures, as numbers the model zoo can read
+        assert meta["eval_metrics"] and all(isinstance(v, float) for v in meta["eval_metrics"].values())
     traced = torch.jit.trace(torch.nn.Conv2d(3, 2, 1), torch.randn(1, 3, 8, 8))
     old = {"version": "0.4.0", "network_data_format": {"outputs": {"pred": {"format": "probabilities"}}}}
     torch.jit.save(traced, str(tmp_path / "old.ts"), _extra_files={"metadata.json": json.dumps(old)})
