@@ -11,16 +11,19 @@ from monai_exudate.engines.nonfinite_output import FiniteCheckpointLoader, NonFi
 from monai_exudate.engines.operating_threshold import OperatingThresholdHandler, load_operating_threshold
 from monai_exudate.engines.overlays import ValidationOverlayHandler, overlay_errors
 from monai_exudate.engines.pr_curve import PRCurveHandler, draw_pr_curve
+from monai_exudate.engines.provenance import PROVENANCE_FILE, ModelProvenanceWriter
 from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
 from monai_exudate.engines.run_state import RunState
 
 __all__ = [
+    "PROVENANCE_FILE",
     "AlphaScheduleHandler",
     "AtomicCheckpointSaver",
     "DualBranchPrepareBatch",
     "DualBranchTrainer",
     "FiniteCheckpointLoader",
     "MetricsReportWriter",
+    "ModelProvenanceWriter",
     "NonFiniteLossError",
     "NonFiniteLossHandler",
     "NonFiniteOutputError",

@@ -12,6 +12,7 @@ from monai_exudate.inference.dataset import (
 from monai_exudate.inference.exported import OnnxRuntimeNetwork, load_exported_network
 from monai_exudate.inference.inputs import folder_entries, list_inference_inputs
 from monai_exudate.inference.postprocessing import FuseBranchLogitsd
+from monai_exudate.inference.provenance import DEMO_MODEL_WARNING, model_origin
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
 from monai_exudate.inference.records import FolderInUseError, RunManifest
 from monai_exudate.inference.run_state import InferenceReport
@@ -20,6 +21,7 @@ from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import LESION_COLOURS, OutputLayout, lesion_colours, paint_overlay
 
 __all__ = [
+    "DEMO_MODEL_WARNING",
     "LESION_COLOURS",
     "MAX_ASPECT_RATIO",
     "MAX_IMAGE_PIXELS",
@@ -43,6 +45,7 @@ __all__ = [
     "list_inference_inputs",
     "load_exported_network",
     "load_network_weights",
+    "model_origin",
     "paint_overlay",
     "summary_rows",
 ]

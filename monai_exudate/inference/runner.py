@@ -24,6 +24,7 @@ from tqdm import tqdm
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
+from monai_exudate.inference.provenance import DEMO_MODEL_WARNING
 from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.records import RunManifest, canonical, describe, file_sha256, folder_lock, new_run_id
 from monai_exudate.inference.run_state import InferenceReport, RunState
@@ -101,7 +102,8 @@ class FundusInferenceRunner:
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
         model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
         provenance: JSON-able facts recorded and compared with the settings (the bundles give their name and
-            version).
+            version, and under ``"model"`` the model's origin, :func:`~monai_exudate.inference.model_origin`; a
+            model trained only on the synthetic set is announced as a demo model at the start and the end).
         max_image_pixels: photographs whose header declares more pixels are refused before decoding.
     """
 
@@ -208,8 +210,18 @@ class FundusInferenceRunner:
         items = list(items)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         run_id = new_run_id()
-        with folder_lock(self.output_dir, run_id):
-            return self._run_holding_folder(items, run_id)
+        self._warn_if_demo_model()
+        try:
+            with folder_lock(self.output_dir, run_id):
+                return self._run_holding_folder(items, run_id)
+        finally:
+            self._warn_if_demo_model()
+
+    def _warn_if_demo_model(self) -> None:
+        """A model whose provenance (``provenance["model"]``) says synthetic-only is announced as a demo model."""
+        origin = self.provenance.get("model")
+        if isinstance(origin, Mapping) and origin.get("synthetic"):
+            logger.warning("%s", DEMO_MODEL_WARNING)
 
     def _run_holding_folder(self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str) -> InferenceReport:
         remove_partial_files(self.output_dir)

@@ -41,6 +41,9 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(state)
     trainer = state["trainer"]  # ignite keeps the iteration count; the epoch follows from it
     assert trainer["iteration"] // trainer["epoch_length"] == 2
+    provenance = json.loads((models / "provenance.json").read_text())
+    assert provenance["synthetic"] is True and provenance["bundle"] == "Hard exudate segmentation (dual-branch DSM)"
+    assert provenance["settings"]["net_width"] == 8 and provenance["images"]["training"] > 0
 
     import mlflow
 
@@ -102,6 +105,9 @@ def test_inference_writes_maps_at_original_size(trained):
         spatial_size=[96, 64],
     )
     stem = photos[0].stem
+    # the model trained on the synthetic set says so in the output folder's record
+    origin = json.loads((out / "manifest.json").read_text())["settings"]["provenance"]["model"]
+    assert origin["synthetic"] is True and origin["trained_on"] == "the synthetic demo set"
     written = [out / f"{stem}_EX_prob.png", out / f"{stem}_EX_mask.png", out / f"{stem}_overlay.jpg"]
     assert all(p.is_file() for p in written), sorted(p.name for p in out.iterdir())
     assert f"{stem}.jpg,EX," in (out / "summary.csv").read_text()
