@@ -35,7 +35,7 @@ class ModelProvenanceWriter:
     Args:
         path: the JSON file to write (the bundle writes ``models/provenance.json``).
         bundle: the bundle's name.
-        version: the bundle's version.
+        version: the bundle's version (None when the run has no metadata file).
         dataset_dir: the dataset folder the datalist was built from.
         synthetic: whether the dataset is the generated synthetic set.
         datalist: the checked datalist, sections of data dicts.
@@ -48,7 +48,7 @@ class ModelProvenanceWriter:
         self,
         path: str | os.PathLike,
         bundle: str,
-        version: str,
+        version: str | None,
         dataset_dir: str | os.PathLike,
         synthetic: bool | str,
         datalist: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -61,7 +61,7 @@ class ModelProvenanceWriter:
             raise ValueError(f"datalist sections {missing} not found (it has {sorted(datalist)})")
         self.path = Path(path)
         self.bundle = str(bundle)
-        self.version = str(version)
+        self.version = None if version is None else str(version)
         self.dataset_dir = str(dataset_dir)
         self.synthetic = as_bool(synthetic, "synthetic")
         self.datalist = {s: list(datalist[s]) for s in dict.fromkeys(sections)}

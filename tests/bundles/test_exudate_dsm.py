@@ -42,7 +42,7 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     trainer = state["trainer"]  # ignite keeps the iteration count; the epoch follows from it
     assert trainer["iteration"] // trainer["epoch_length"] == 2
     provenance = json.loads((models / "provenance.json").read_text())
-    assert provenance["synthetic"] is True and provenance["bundle"] == "Hard exudate segmentation (dual-branch DSM)"
+    assert provenance["synthetic"] is True and provenance["bundle"] == "exudate_dsm"
     assert provenance["settings"]["net_width"] == 8 and provenance["images"]["training"] > 0
 
     import mlflow
