@@ -57,3 +57,40 @@ def test_set_of_any_size_trains_one_epoch(bundle, num_train, datalist, tmp_path)
     if "total_iters" in state["lr_scheduler"]:
         assert state["lr_scheduler"]["total_iters"] == iterations
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_passes_per_epoch_repeat_the_set_within_an_epoch(datalist, tmp_path):
+    """The authors write six rotated/flipped copies of every training image, so one of their epochs is six passes:
+    ``passes_per_epoch`` keeps their epoch count, images seen, poly length and alpha per epoch."""
+    configs = REPO / "bundles" / "exudate_dsm" / "configs"
+    run(
+        "training",
+        config_file=str(configs / "train.json"),
+        meta_file=str(configs / "metadata.json"),
+        synthetic=False,
+        dataset_dir=datalist["root"],
+        datalist={"training": datalist["training"][:3], "testing": datalist["testing"]},
+        output_dir=str(tmp_path / "out"),
+        ckpt_dir=str(tmp_path / "models"),
+        batch_size=BATCH,
+        max_epochs=2,
+        passes_per_epoch=3,
+        val_interval=2,
+        **TINY["exudate_dsm"],
+    )
+    state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    per_pass = math.ceil(3 / BATCH)
+    assert state["trainer"]["epoch_length"] == 3 * per_pass and state["trainer"]["iteration"] == 2 * 3 * per_pass
+    assert state["lr_scheduler"]["last_epoch"] == 2 * 3 * per_pass == state["lr_scheduler"]["total_iters"]
+
+
+def test_idrid_overlays_follow_the_authors_schedule_and_sharing():
+    import json
+
+    dsm = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "idrid.json").read_text())
+    # 40 epochs of six passes over 54 images at 2 per branch: 12,960 images per branch, as the authors' 12,960
+    # iterations of one image per branch; only layer4's last block per branch (their Dual_PSPNet)
+    assert dsm["max_epochs"] * dsm["passes_per_epoch"] * 54 == 12_960 and dsm["branch_layer4_blocks"] == 1
+    hrd = json.loads((REPO / "bundles" / "fundus_lesion_hrdecoder" / "configs" / "idrid.json").read_text())
+    assert hrd["dice_smooth"] == 1e-5 and hrd["rotate_prob"] == 1.0
+    assert hrd["image_mean"] == [116.513, 56.437, 16.309] and hrd["image_std"] == [80.206, 41.232, 13.293]
