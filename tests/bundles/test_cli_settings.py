@@ -44,7 +44,7 @@ PROBES = {
             "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
             "train_transforms": NAMES.format("@train#preprocessing"),
             "eval_transforms": NAMES.format("@validate#preprocessing"),
-            "resume": "@train#checkpoint_handlers_all#0#enabled",
+            "resume": "@train#resume_handler#enabled",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
             "inferer": "type(@validate#inferer).__name__",
         },
@@ -72,7 +72,7 @@ PROBES = {
         {
             "train_transforms": NAMES.format("@train#preprocessing"),
             "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
-            "resume": "@train#checkpoint_handlers_all#0#enabled",
+            "resume": "@train#resume_handler#enabled",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
             "lr_only": "[@network_def.lr_only, @run_name]",
             "sync_batchnorm": "any(isinstance(m, torch.nn.SyncBatchNorm) for m in @network#module.modules())",

@@ -98,3 +98,22 @@ def test_main_rank_handlers_are_chosen_by_id_not_by_list_index(bundle, monkeypat
         monkeypatch.setenv("RANK", rank)
         parser.parse()
         assert parser.get_parsed_content("is_main_rank") is expected
+
+
+@pytest.mark.parametrize("bundle", ["exudate_dsm", "fundus_lesion_hrdecoder"])
+def test_every_rank_resumes_and_only_the_main_rank_saves_checkpoints(bundle, monkeypatch):
+    """Both bundles pick the rank-0-only checkpoint saver by its id, not by a list index."""
+    from monai.bundle import ConfigParser
+
+    names = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
+        parser["resume_handler_probe"] = "$[type(h).__name__ for h in @train#checkpoint_handlers]"
+        parser["train#resume_handler#load_dict"] = {}  # the handlers alone, without building the trainer
+        parser["train#checkpoint_saver#save_dict"] = {"x": "$torch.nn.Linear(1, 1)"}
+        names[rank] = parser.get_parsed_content("resume_handler_probe")
+    assert names == {"0": ["ResumeHandler", "AtomicCheckpointSaver"], "1": ["ResumeHandler"]}
+    for config in (REPO / "bundles" / bundle / "configs").glob("*.json"):
+        assert not re.search(r"handlers#\d|handlers_all\[\d", config.read_text()), config
