@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
+from monai_exudate.inference.legend import draw_legend
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.provenance import DEMO_MODEL_WARNING
 from monai_exudate.inference.quantify import summary_rows
@@ -98,6 +99,8 @@ class FundusInferenceRunner:
         overlay_alpha: opacity of the lesion colours in the overlay.
         overlay_format: "png" (lossless) or "jpeg" (quality 95, 4:4:4; about five times faster to write at 12
             megapixels, and the photographs are usually JPEGs themselves).
+        overlay_legend: draw a legend in the overlay's bottom-left corner (outside the field of view): each lesion's
+            colour and name, the threshold, the model and its origin (:func:`~monai_exudate.inference.legend`).
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
         model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
@@ -128,6 +131,7 @@ class FundusInferenceRunner:
         num_writers: int | None = None,
         overlay_alpha: float = 0.5,
         overlay_format: str = "png",
+        overlay_legend: bool = True,
         image_key: str = "image",
         png_compress_level: int = 1,
         model_file: str | os.PathLike | None = None,
@@ -175,6 +179,7 @@ class FundusInferenceRunner:
         self.num_writers = int(num_writers or min(4, os.cpu_count() or 1))
         self.overlay_alpha = float(overlay_alpha)
         self.overlay_format = overlay_format
+        self.overlay_legend = bool(overlay_legend)
         self.image_key = image_key
         self.png_compress_level = int(png_compress_level)
         self.model_file = None if model_file is None else Path(model_file)
@@ -198,6 +203,7 @@ class FundusInferenceRunner:
                 "lesions": self.lesion_names,
                 "threshold": self.threshold,
                 "overlay_alpha": self.overlay_alpha,
+                "overlay_legend": self.overlay_legend,
                 "network": describe(self.network),
                 "preprocessing": describe(self.preprocessing),
                 "postprocessing": describe(self.postprocessing),
@@ -216,6 +222,16 @@ class FundusInferenceRunner:
                 return self._run_holding_folder(items, run_id)
         finally:
             self._warn_if_demo_model()
+
+    def _model_label(self) -> str:
+        """The overlay legend's model line: the network's class and where the model came from."""
+        origin = self.provenance.get("model")
+        name = getattr(self.network, "original_name", None) or type(self.network).__name__
+        if not isinstance(origin, Mapping) or not origin.get("known"):
+            return f"{name}, origin unknown"
+        if origin.get("synthetic"):
+            return f"{name}, DEMO: synthetic data only"
+        return f"{name}, trained on {Path(str(origin.get('trained_on'))).name}"
 
     def _warn_if_demo_model(self) -> None:
         """A model whose provenance (``provenance["model"]``) says synthetic-only is announced as a demo model."""
@@ -418,6 +434,8 @@ class FundusInferenceRunner:
             if "overlay" in self.formats and original is not None:
                 photo = original.numpy().transpose(2, 1, 0)
                 overlay = paint_overlay(photo, masks, self.colours, self.overlay_alpha)
+                if self.overlay_legend:
+                    overlay = draw_legend(overlay, self.lesion_names, self.colours, self.threshold, self._model_label())
                 data = encode_png(overlay, level) if self.overlay_format == "png" else encode_jpeg(overlay)
                 atomic_write_bytes(self.layout.overlay(stem), data)
             if volume is not None:

@@ -200,7 +200,8 @@ def test_summary_and_overlay_of_a_hand_built_case(tmp_path) -> None:
     photo = _lesion_photo()
     Image.fromarray(photo).save(tmp_path / "case.png")
     out = tmp_path / "out"
-    _runner(out, BrightChannels([1, 2]), lesion_names=("EX", "HE")).run([{"image": str(tmp_path / "case.png")}])
+    runner = _runner(out, BrightChannels([1, 2]), lesion_names=("EX", "HE"), overlay_legend=False)
+    runner.run([{"image": str(tmp_path / "case.png")}])
     rows = {r["lesion"]: r for r in _summary(out)}
     fov = 48 * 80
     assert rows["EX"] == {
@@ -390,7 +391,12 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
 
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     metadata = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "metadata.json").read_text())
-    assert settings["provenance"] == {"bundle": metadata["name"], "version": metadata["version"]}
+    # a checkpoint without a provenance record beside it: its origin is recorded as unknown
+    assert settings["provenance"] == {
+        "bundle": metadata["name"],
+        "version": metadata["version"],
+        "model": {"known": False},
+    }
     assert settings["model"]["sha256"] == hashlib.sha256((tmp_path / "models" / "model.pt").read_bytes()).hexdigest()
     assert settings["threshold"] == 0.5
     # the same folder with another threshold: refused, saying why, and nothing is rewritten
@@ -433,3 +439,20 @@ def test_an_image_that_cannot_be_mapped_back_or_written_fails_alone(tmp_path) ->
     assert [r["image"] for r in _summary(out)] == [str(inputs[0])]
     with pytest.raises(ValueError, match=r"bad\.png: could not map the prediction back"):
         _runner(tmp_path / "strict", ChannelProbe([0]), preprocessing, strict=True).run(inputs[1:2])
+
+
+def test_overlay_legend_sits_in_the_corner_and_names_the_model(tmp_path) -> None:
+    path = _write(tmp_path / "in" / "a.png", 200, 300)
+    plain, legend = tmp_path / "plain", tmp_path / "legend"
+    _runner(plain, ChannelProbe([0]), overlay_legend=False).run([str(path)])
+    origin = {"known": True, "synthetic": True}
+    runner = _runner(legend, ChannelProbe([0]), provenance={"model": origin})
+    assert runner._model_label() == "ChannelProbe, DEMO: synthetic data only"
+    runner.run([str(path)])
+    a, b = _read(plain / "a_overlay.png"), _read(legend / "a_overlay.png")
+    assert a.shape == b.shape == (200, 300, 3)
+    changed = np.argwhere((a != b).any(axis=2))
+    # only a box in the bottom-left corner changes; the rest of the overlay is untouched
+    assert len(changed) and changed[:, 0].min() > 100 and changed[:, 1].max() < 240
+    settings = json.loads((legend / "manifest.json").read_text())["settings"]
+    assert settings["overlay_legend"] is True

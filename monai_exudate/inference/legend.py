@@ -1,0 +1,54 @@
+"""A legend drawn into an overlay's corner: each lesion's colour and name, the threshold and the model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["LESION_FULL_NAMES", "draw_legend"]
+
+LESION_FULL_NAMES = {"EX": "hard exudates", "HE": "haemorrhages", "SE": "soft exudates", "MA": "microaneurysms"}
+
+
+def draw_legend(
+    overlay: np.ndarray,
+    lesion_names: Sequence[str],
+    colours: Sequence[Sequence[int]],
+    threshold: float,
+    model: str,
+) -> np.ndarray:
+    """Return ``overlay`` (H, W, 3) with a legend box in its bottom-left corner.
+
+    Fundus photographs leave their corners outside the circular field of view, so the box covers background, not
+    retina. Lines: one swatch and name per lesion, then ``p > threshold`` and ``model``. The text height is about 2%
+    of the photograph's height (at least 10 pixels), so the legend reads the same at any size.
+    """
+    height, width = overlay.shape[:2]
+    size = max(10, round(height / 50))
+    font = _font(size)
+    lines = [(f"{name}  {LESION_FULL_NAMES.get(name.upper(), '')}".rstrip(), tuple(int(c) for c in colour))
+             for name, colour in zip(lesion_names, colours)]  # fmt: skip
+    lines += [(f"p > {threshold:.2f}", None), (model, None)]
+    pad, swatch = size // 2, size
+    image = Image.fromarray(np.ascontiguousarray(overlay, dtype=np.uint8))
+    draw = ImageDraw.Draw(image, "RGBA")
+    text_width = max(draw.textlength(text, font=font) for text, _ in lines)
+    box_w = min(width, int(pad * 3 + swatch + text_width))
+    box_h = min(height, int(pad + len(lines) * (size + pad)))
+    top = height - box_h
+    draw.rectangle((0, top, box_w, height), fill=(0, 0, 0, 190))
+    for row, (text, colour) in enumerate(lines):
+        y = top + pad + row * (size + pad)
+        if colour is not None:
+            draw.rectangle((pad, y, pad + swatch, y + size), fill=(*colour, 255))
+        draw.text((pad * 2 + swatch, y), text, fill=(255, 255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()

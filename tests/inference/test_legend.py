@@ -1,0 +1,22 @@
+"""The overlay legend: lesion colours and names, threshold and model, in the corner outside the field of view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monai_exudate.inference.legend import draw_legend
+
+
+def test_legend_box_scales_with_the_photograph_and_shows_each_lesion_colour():
+    for height, width in ((480, 720), (2848, 4288)):
+        photo = np.full((height, width, 3), 90, np.uint8)
+        colours = [(255, 230, 0), (220, 0, 0)]
+        out = draw_legend(photo, ["EX", "HE"], colours, 0.5, "DualUNet, trained on IDRiD")
+        assert out.shape == photo.shape and out.dtype == np.uint8
+        rows, cols = np.nonzero((out != photo).any(axis=2))
+        # a box in the bottom-left corner, its height a small share of the photograph's
+        assert rows.max() == height - 1 and cols.min() == 0
+        assert rows.min() > height * 0.75 and cols.max() < width * 0.5
+        for colour in colours:
+            assert (out == np.array(colour, np.uint8)).all(axis=2).sum() > 50  # the swatch
+        assert (photo == 90).all()  # the input is not modified
