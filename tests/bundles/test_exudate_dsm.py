@@ -53,12 +53,16 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     assert len(runs) == 1
     data = runs[0].data
     assert data.params["arch"] == "pspnet" and data.params["loss"] == "dsm"
+    # every setting of the recipe is a parameter of the run, the data's origin included
+    for name in ("momentum", "weight_decay", "poly_power", "aux_weight", "fov_crop", "val_interval", "pretrained_path"):
+        assert name in data.params, name
+    assert data.params["synthetic"] == "True" and data.params["passes_per_epoch"] == "1"
     assert "train_loss" in data.metrics and "val_aupr" in data.metrics and "EX_f_sigma0.5" in data.metrics
     alpha = [m.value for m in client.get_metric_history(runs[0].info.run_id, "alpha")]
     assert alpha == pytest.approx([1.0, 1.0 - (1 / 2) ** 2])
     assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 4  # logged per iteration
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert "model.pt" in artifacts and "pr_EX.png" in artifacts
+    assert "model.pt" in artifacts and "pr_EX.png" in artifacts and "provenance.json" in artifacts
     assert any(a.endswith("_EX.png") and not a.startswith("pr_") for a in artifacts)  # validation overlays
 
 
