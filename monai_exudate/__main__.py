@@ -1,8 +1,9 @@
-"""Command line: ``python -m monai_exudate {datalist,check-data,synth}``."""
+"""Command line: ``python -m monai_exudate {datalist,check-data,synth,reproduce}``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,16 @@ def _mask_dir(text: str) -> tuple[str, str]:
     if not sep or not lesion or not folder:
         raise argparse.ArgumentTypeError(f"--mask-dir must look like EX=masks/EX, got {text!r}")
     return lesion, folder
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set must look like KEY=JSON (max_epochs=4), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a plain string
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +60,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=12)
     p.add_argument("--size", type=_size, default=(1440, 960), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("reproduce", help="run the rows of a paper table over seeds, beside the published values")
+    p.add_argument("--bundle", default="exudate_dsm", choices=["exudate_dsm", "fundus_lesion_hrdecoder"])
+    p.add_argument("--dataset-dir", help="dataset folder (default: the bundle's synthetic set)")
+    p.add_argument("--overlay", nargs="*", default=[], help="config overlays: idrid.json, ddr.json, cpu.json or paths")
+    p.add_argument("--arch", default="pspnet", help="exudate_dsm: the architecture of the rows")
+    p.add_argument("--rows", nargs="*", default=None, help="names of the rows to run (default: all)")
+    p.add_argument("--sample-rates", nargs="*", type=float, default=[], help="exudate_dsm: Table 2 rows")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--set", nargs="*", type=_setting, default=[], help="KEY=JSON settings for every row (scale-down)")
+    p.add_argument("--out", required=True, help="folder for the runs, reproduction.md and reproduction.csv")
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: <bundle>_reproduction)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: a SQLite file in --out)")
     return parser
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from monai_exudate.reproduction import table_rows, write_reports
+    from monai_exudate.reproduction.rows import published_source
+    from monai_exudate.reproduction.runner import run_table
+
+    rows = table_rows(args.bundle, args.arch, tuple(args.sample_rates))
+    if args.rows:
+        unknown = sorted(set(args.rows) - {r.name for r in rows})
+        if unknown:
+            raise ValueError(f"--rows {unknown} not in the table: {[r.name for r in rows]}")
+        rows = [r for r in rows if r.name in args.rows]
+    overrides = dict(args.set)
+    if args.dataset_dir:
+        overrides.update(dataset_dir=str(Path(args.dataset_dir).resolve()), synthetic=False)
+    names = {Path(o).name for o in args.overlay}
+    dataset = "idrid" if "idrid.json" in names else "ddr" if "ddr.json" in names else None
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_table(
+        args.bundle, rows, args.seeds, out, overlays=args.overlay, overrides=overrides,
+        experiment=args.experiment or f"{args.bundle}_reproduction", tracking_uri=args.tracking_uri, dataset=dataset,
+    )  # fmt: skip
+    command = "python -m monai_exudate " + " ".join(sys.argv[1:])
+    print(write_reports(args.bundle, results, out, published_source(args.bundle), command))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out_dir=args.out, layout=args.layout, num=args.num, size=args.size, seed=args.seed
             )
             print(f"wrote {args.num} synthetic images in the {args.layout} layout to {root}")
-    except (FileNotFoundError, ValueError) as err:
+        elif args.command == "reproduce":
+            _reproduce(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,53 @@
+"""``python -m monai_exudate reproduce``: a paper table's rows as bundle runs, beside the published values."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import mlflow
+import pytest
+
+from monai_exudate.__main__ import main
+from monai_exudate.reproduction import published_values, table_rows
+
+
+def test_rows_of_both_tables_and_their_published_values():
+    names = [row.name for row in table_rows("exudate_dsm", "hed", (0.25,))]
+    assert names == ["single_cbce_hed", "single_dice_hed", "dual_dsm_hed", "dual_dsm_hed_rate0.25"]
+    dual = table_rows("exudate_dsm", "pspnet")[2]
+    assert dual.overrides == {"arch": "pspnet", "branches": "dual", "loss_name": "dsm"}
+    assert published_values("exudate_dsm", "idrid", dual.published_key) == {"iou": 61.03, "f": 75.80, "aupr": 77.82}
+    assert published_values("exudate_dsm", None, dual.published_key) == {}
+    hrd = {row.name: row for row in table_rows("fundus_lesion_hrdecoder")}
+    assert hrd["lr_only_full_resolution"].overrides == {"lr_only": True, "downscale": 1}
+    assert published_values("fundus_lesion_hrdecoder", "ddr", "hrdecoder") == {"miou": 32.24, "maupr": 49.24}
+    with pytest.raises(ValueError, match="bundle must be one of"):
+        table_rows("spleen")
+
+
+def test_reproduce_runs_rows_over_seeds_and_writes_the_table(tmp_path, capsys):
+    tiny = [
+        f"dataset_dir={json.dumps(str(tmp_path / 'data'))}", "synthetic_num=5", "synthetic_size=[160,112]",
+        "spatial_size=[96,64]", "net_width=8", "net_layers=[1,1,1,1]", "max_epochs=1", "val_interval=1",
+    ]  # fmt: skip
+    out = tmp_path / "repro"
+    argv = ["reproduce", "--rows", "single_dice_pspnet", "dual_dsm_pspnet", "--seeds", "3", "--out", str(out)]
+    assert main([*argv, "--set", *tiny]) == 0
+    text = (out / "reproduction.md").read_text()
+    assert "| dual_dsm_pspnet | 1 |" in text and "| single_dice_pspnet | 1 |" in text and "+/- 0.00" in text
+    with open(out / "reproduction.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["row"] for r in rows] == ["single_dice_pspnet", "dual_dsm_pspnet"]
+    assert all(float(r["peak memory (MiB)"]) > 0 and float(r["time per seed (s)"]) > 0 for r in rows)
+    # every row and seed is a training run of one MLflow experiment
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("exudate_dsm_reproduction")
+    names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])}
+    assert {"single_dice_pspnet_seed3", "dual_dsm_pspnet_seed3"} <= names
+    assert "dual_dsm_pspnet" in capsys.readouterr().out
+
+
+def test_unknown_rows_are_named(tmp_path, capsys):
+    assert main(["reproduce", "--rows", "dual_dsm_unet", "--out", str(tmp_path)]) == 2
+    assert "--rows ['dual_dsm_unet'] not in the table" in capsys.readouterr().err
