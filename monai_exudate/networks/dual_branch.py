@@ -13,7 +13,7 @@ from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import DilatedResNet
-from monai_exudate.networks.unet import DualUNet, UNet, check_image_batch
+from monai_exudate.networks.unet import DualUNet, UNet, check_dual_inputs, check_image_batch
 from monai_exudate.networks.vgg import VGG16_STAGE_ENDS, VGG16Backbone, run_vgg_stages
 
 __all__ = ["DualBranchNet", "build_exudate_network", "ARCHITECTURES"]
@@ -148,20 +148,12 @@ class DualBranchNet(nn.Module):
     def forward(
         self, x: torch.Tensor, x_small: torch.Tensor | None = None
     ) -> dict[str, dict[str, torch.Tensor]] | torch.Tensor:
+        check_dual_inputs("DualBranchNet", self.training, x, x_small)
         if self.training:
-            if x_small is None:
-                raise ValueError(
-                    "DualBranchNet in training mode needs two inputs: forward(x, x_small), x for the large-exudate "
-                    "branch and x_small for the small-exudate branch."
-                )
-            check_image_batch("x", x)
-            check_image_batch("x_small", x_small)
             return {
                 "large": self.large(self.shared(x), x.shape[-2:]),
                 "small": self.small(self.shared(x_small), x_small.shape[-2:]),
             }
-        if x_small is not None:
-            raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
         return torch.cat([outputs["large"]["out"], outputs["small"]["out"]], dim=1)
 

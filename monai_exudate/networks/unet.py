@@ -93,6 +93,21 @@ def check_image_batch(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}.")
 
 
+def check_dual_inputs(network: str, training: bool, x: torch.Tensor, x_small: torch.Tensor | None) -> None:
+    """The inputs of a dual-branch network: two batches in training mode, one in eval mode."""
+    if not training:
+        if x_small is not None:
+            raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
+        return
+    if x_small is None:
+        raise ValueError(
+            f"{network} in training mode needs two inputs: forward(x, x_small), x for the large-exudate branch and "
+            "x_small for the small-exudate branch."
+        )
+    check_image_batch("x", x)
+    check_image_batch("x_small", x_small)
+
+
 class UNet(nn.Module):
     """Single-branch U-Net (four 2x down-sampling stages, any input size; odd sizes are padded in the decoder).
 
@@ -167,16 +182,8 @@ class DualUNet(nn.Module):
     def forward(
         self, x: torch.Tensor, x_small: torch.Tensor | None = None
     ) -> dict[str, dict[str, torch.Tensor]] | torch.Tensor:
+        check_dual_inputs("DualUNet", self.training, x, x_small)
         if self.training:
-            if x_small is None:
-                raise ValueError(
-                    "DualUNet in training mode needs two inputs: forward(x, x_small), x for the large-exudate branch "
-                    "and x_small for the small-exudate branch."
-                )
-            check_image_batch("x", x)
-            check_image_batch("x_small", x_small)
             return {"large": {"out": self.large(self.shared(x))}, "small": {"out": self.small(self.shared(x_small))}}
-        if x_small is not None:
-            raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
         outputs = self.forward_branches(x)
         return torch.cat([outputs["large"]["out"], outputs["small"]["out"]], dim=1)
