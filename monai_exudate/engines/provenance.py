@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -26,11 +25,12 @@ _PACKAGES = ("monai_exudate", "monai", "torch", "pytorch-ignite", "mlflow", "num
 class ModelProvenanceWriter:
     """At the start of training (and of every resumed run), write the model's provenance record to ``path``.
 
-    The record: bundle name and version, the time, whether the data is the synthetic demo set, the dataset folder, a
+    The record: bundle name and version, whether the data is the synthetic demo set, the dataset folder, a
     SHA-256 of the datalist sections used and their image counts, the seed, the settings that define the network and
     its input geometry, the code's git commit (when the package is a git checkout) and package versions. Inference
     reads it beside the checkpoint (:func:`monai_exudate.inference.model_origin`): a model trained only on the
-    synthetic set is announced as a demo model, and every output folder's manifest names the model's origin.
+    synthetic set is announced as a demo model, and every output folder's manifest names the model's origin. The
+    record holds no time, so a resumed run rewrites it byte for byte (the run's times are in MLflow).
 
     Args:
         path: the JSON file to write (the bundle writes ``models/provenance.json``).
@@ -79,7 +79,6 @@ class ModelProvenanceWriter:
         return {
             "bundle": self.bundle,
             "version": self.version,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "synthetic": self.synthetic,
             "dataset_dir": self.dataset_dir,
             "datalist_sha256": datalist_sha256(self.datalist),
