@@ -21,12 +21,13 @@ def draw_legend(
 ) -> np.ndarray:
     """Return ``overlay`` (H, W, 3) with a legend box in its bottom-left corner.
 
-    Fundus photographs leave their corners outside the circular field of view, so the box covers background, not
-    retina. Lines: one swatch and name per lesion, then ``p > threshold`` and ``model``. The text height is about 2%
-    of the photograph's height (at least 10 pixels), so the legend reads the same at any size.
+    Fundus photographs leave their corners outside the circular field of view, so the box lies mostly on background
+    (where the field of view reaches the bottom edge, as in IDRiD, it covers a thin strip of its rim). Lines: one
+    swatch and name per lesion, then ``p > threshold`` and ``model``. The text height is about 1.4% of the
+    photograph's height (at least 10 pixels), so the legend reads the same at any size.
     """
     height, width = overlay.shape[:2]
-    size = max(10, round(height / 50))
+    size = max(10, round(height / 70))
     font = _font(size)
     lines = [(f"{name}  {LESION_FULL_NAMES.get(name.upper(), '')}".rstrip(), tuple(int(c) for c in colour))
              for name, colour in zip(lesion_names, colours)]  # fmt: skip

@@ -99,8 +99,8 @@ class FundusInferenceRunner:
         overlay_alpha: opacity of the lesion colours in the overlay.
         overlay_format: "png" (lossless) or "jpeg" (quality 95, 4:4:4; about five times faster to write at 12
             megapixels, and the photographs are usually JPEGs themselves).
-        overlay_legend: draw a legend in the overlay's bottom-left corner (outside the field of view): each lesion's
-            colour and name, the threshold, the model and its origin (:func:`~monai_exudate.inference.legend`).
+        overlay_legend: draw a legend in the overlay's bottom-left corner (mostly outside the field of view): each
+            lesion's colour and name, the threshold, the model and its origin (``inference.legend.draw_legend``).
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
         model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
