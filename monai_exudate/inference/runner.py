@@ -186,6 +186,7 @@ class FundusInferenceRunner:
         self.provenance = dict(provenance or {})
         self.max_image_pixels = int(max_image_pixels)
         self.colours = lesion_colours(names)
+        self._legend_model = self._model_label()  # once: every overlay of the run shows the same model line
         # the metrics' rule q / 255 > threshold on the 8-bit level q, as one integer comparison q > _mask_above
         self._mask_above = int(np.count_nonzero(np.arange(256) / 255.0 <= self.threshold)) - 1
 
@@ -435,7 +436,7 @@ class FundusInferenceRunner:
                 photo = original.numpy().transpose(2, 1, 0)
                 overlay = paint_overlay(photo, masks, self.colours, self.overlay_alpha)
                 if self.overlay_legend:
-                    overlay = draw_legend(overlay, self.lesion_names, self.colours, self.threshold, self._model_label())
+                    overlay = draw_legend(overlay, self.lesion_names, self.colours, self.threshold, self._legend_model)
                 data = encode_png(overlay, level) if self.overlay_format == "png" else encode_jpeg(overlay)
                 atomic_write_bytes(self.layout.overlay(stem), data)
             if volume is not None:

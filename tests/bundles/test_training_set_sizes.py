@@ -31,9 +31,8 @@ def datalist(tmp_path_factory) -> dict:
     return {"root": root, "training": full["training"][:7], "testing": full["testing"][:1]}
 
 
-@pytest.mark.parametrize("bundle", sorted(TINY))
-@pytest.mark.parametrize("num_train", [1, 3, 7])
-def test_set_of_any_size_trains_one_epoch(bundle, num_train, datalist, tmp_path):
+def _train(bundle: str, datalist: dict, num_train: int, tmp_path: Path, **settings) -> None:
+    """Train ``bundle``'s tiny configuration on the first ``num_train`` training records."""
     configs = REPO / "bundles" / bundle / "configs"
     run(
         "training",
@@ -45,10 +44,14 @@ def test_set_of_any_size_trains_one_epoch(bundle, num_train, datalist, tmp_path)
         output_dir=str(tmp_path / "out"),
         ckpt_dir=str(tmp_path / "models"),
         batch_size=BATCH,
-        max_epochs=1,
-        val_interval=1,
-        **TINY[bundle],
+        **{"max_epochs": 1, "val_interval": 1, **TINY[bundle], **settings},
     )
+
+
+@pytest.mark.parametrize("bundle", sorted(TINY))
+@pytest.mark.parametrize("num_train", [1, 3, 7])
+def test_set_of_any_size_trains_one_epoch(bundle, num_train, datalist, tmp_path):
+    _train(bundle, datalist, num_train, tmp_path)
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=False)
     iterations = math.ceil(num_train / BATCH)  # every image once, the last batch topped up to a full one
     assert state["trainer"]["epoch_length"] == iterations and state["trainer"]["iteration"] == iterations
@@ -62,22 +65,7 @@ def test_set_of_any_size_trains_one_epoch(bundle, num_train, datalist, tmp_path)
 def test_passes_per_epoch_repeat_the_set_within_an_epoch(datalist, tmp_path):
     """The authors write six rotated/flipped copies of every training image, so one of their epochs is six passes:
     ``passes_per_epoch`` keeps their epoch count, images seen, poly length and alpha per epoch."""
-    configs = REPO / "bundles" / "exudate_dsm" / "configs"
-    run(
-        "training",
-        config_file=str(configs / "train.json"),
-        meta_file=str(configs / "metadata.json"),
-        synthetic=False,
-        dataset_dir=datalist["root"],
-        datalist={"training": datalist["training"][:3], "testing": datalist["testing"]},
-        output_dir=str(tmp_path / "out"),
-        ckpt_dir=str(tmp_path / "models"),
-        batch_size=BATCH,
-        max_epochs=2,
-        passes_per_epoch=3,
-        val_interval=2,
-        **TINY["exudate_dsm"],
-    )
+    _train("exudate_dsm", datalist, 3, tmp_path, max_epochs=2, passes_per_epoch=3, val_interval=2)
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     per_pass = math.ceil(3 / BATCH)
     assert state["trainer"]["epoch_length"] == 3 * per_pass and state["trainer"]["iteration"] == 2 * 3 * per_pass
