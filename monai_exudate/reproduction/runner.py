@@ -38,18 +38,16 @@ def _child_run(kwargs: Mapping[str, Any], workdir: Path, name: str) -> tuple[flo
     """Run one bundle workflow in a child process; returns its wall seconds and peak resident memory (MiB)."""
     args_file = workdir / f"{name}.json"
     args_file.write_text(json.dumps(kwargs, indent=1))
-    log = open(workdir / f"{name}.log", "w")  # noqa: SIM115 - closed below, after the child ends
     start = time.perf_counter()
-    try:
+    with open(workdir / f"{name}.log", "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "monai_exudate.reproduction.child", str(args_file)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        # wait4, not wait: the child's own resource usage, so each run's peak memory is its own
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        log.close()
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         tail = (workdir / f"{name}.log").read_text()[-2000:]
