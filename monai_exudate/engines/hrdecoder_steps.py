@@ -10,7 +10,7 @@ from monai.utils import convert_to_tensor
 
 from monai_exudate.metrics.pixel import MISSING_MASK_RULES
 
-__all__ = ["MaskPresencePrepareBatch", "MissingMaskLoss", "WarmupPolyFactor", "step_loss"]
+__all__ = ["MaskPresencePrepareBatch", "MissingMaskLoss", "WarmupPolyFactor", "step_loss", "warmup_poly_scheduler"]
 
 
 class MaskPresencePrepareBatch:
@@ -68,3 +68,17 @@ def step_loss(output: Mapping[str, Any]) -> float:
     """The loss of a trainer step as a number, for the stats and MLflow handlers. The HRDecoder trainer does not
     decollate its output, so MONAI's ``from_engine(["loss"], first=True)`` would hand them a one-item tuple."""
     return float(output["loss"])
+
+
+def warmup_poly_scheduler(
+    optimizer: torch.optim.Optimizer,
+    total_iters: int,
+    warmup_iters: int,
+    warmup_ratio: float,
+    power: float = 1.0,
+    min_ratio: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The HRDecoder trainer's per-iteration LR schedule: ``LambdaLR`` with :class:`WarmupPolyFactor`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupPolyFactor(total_iters, warmup_iters, warmup_ratio, power, min_ratio)
+    )

@@ -108,7 +108,8 @@ def test_lr_schedule_is_linear_warmup_then_poly():
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
     parser.update({"train#total_iters": 100, "warmup_iters": 10, "learning_rate": 0.01})
-    factor = parser.get_parsed_content("train#lr_scheduler#lr_lambda")
+    scheduler = parser.get_parsed_content("train#lr_scheduler")
+    (factor,) = scheduler.lr_lambdas
     assert factor(0) == pytest.approx(1e-6)
     assert factor(5) == pytest.approx(0.95 * (1 - 0.5 * (1 - 1e-6)))
     assert factor(10) == pytest.approx(0.9)

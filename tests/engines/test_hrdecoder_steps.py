@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_exudate.engines.hrdecoder_steps import MaskPresencePrepareBatch, MissingMaskLoss, WarmupPolyFactor, step_loss
+from monai_exudate.engines.hrdecoder_steps import (
+    MaskPresencePrepareBatch,
+    MissingMaskLoss,
+    WarmupPolyFactor,
+    step_loss,
+    warmup_poly_scheduler,
+)
 
 
 def test_prepare_batch_returns_the_image_and_the_label_with_its_presence_flags():
@@ -36,7 +42,9 @@ def test_warmup_poly_factor_and_its_state_in_the_scheduler_checkpoint():
     assert factor(10) == pytest.approx(0.9 * 0.9 + 0.1)
     assert factor(100) == pytest.approx(0.1) and factor(150) == pytest.approx(0.1)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-    state = torch.optim.lr_scheduler.LambdaLR(optimizer, factor).state_dict()
+    scheduler = warmup_poly_scheduler(optimizer, 100, 10, 1e-6, power=1.0, min_ratio=0.1)
+    assert [scheduler.lr_lambdas[0](i) for i in (0, 10, 100)] == [factor(i) for i in (0, 10, 100)]
+    state = scheduler.state_dict()
     assert state["lr_lambdas"][0]["total_iters"] == 100 and state["lr_lambdas"][0]["min_ratio"] == 0.1
 
 
