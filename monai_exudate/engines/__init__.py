@@ -6,24 +6,24 @@ from monai_exudate.engines.checkpoint import AtomicCheckpointSaver
 from monai_exudate.engines.dual_branch_trainer import DualBranchPrepareBatch, DualBranchTrainer
 from monai_exudate.engines.finite import NonFiniteWeightsError
 from monai_exudate.engines.metrics_report import MetricsReportWriter
+from monai_exudate.engines.model_package import PACKAGE_FILE, ModelPackageWriter
 from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
 from monai_exudate.engines.nonfinite_output import FiniteCheckpointLoader, NonFiniteOutputError, NonFiniteOutputHandler
 from monai_exudate.engines.operating_threshold import OperatingThresholdHandler, load_operating_threshold
 from monai_exudate.engines.overlays import ValidationOverlayHandler, overlay_errors
 from monai_exudate.engines.pr_curve import PRCurveHandler, draw_pr_curve
-from monai_exudate.engines.provenance import PROVENANCE_FILE, ModelProvenanceWriter
 from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
 from monai_exudate.engines.run_state import RunState
 
 __all__ = [
-    "PROVENANCE_FILE",
+    "PACKAGE_FILE",
     "AlphaScheduleHandler",
     "AtomicCheckpointSaver",
     "DualBranchPrepareBatch",
     "DualBranchTrainer",
     "FiniteCheckpointLoader",
     "MetricsReportWriter",
-    "ModelProvenanceWriter",
+    "ModelPackageWriter",
     "NonFiniteLossError",
     "NonFiniteLossHandler",
     "NonFiniteOutputError",

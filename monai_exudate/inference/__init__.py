@@ -11,8 +11,8 @@ from monai_exudate.inference.dataset import (
 )
 from monai_exudate.inference.exported import OnnxRuntimeNetwork, load_exported_network
 from monai_exudate.inference.inputs import folder_entries, list_inference_inputs
+from monai_exudate.inference.model_package import DEMO_MODEL_WARNING, model_origin, package_settings, read_model_package
 from monai_exudate.inference.postprocessing import FuseBranchLogitsd
-from monai_exudate.inference.provenance import DEMO_MODEL_WARNING, model_origin
 from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
 from monai_exudate.inference.records import FolderInUseError, RunManifest
 from monai_exudate.inference.run_state import InferenceReport
@@ -46,6 +46,8 @@ __all__ = [
     "load_exported_network",
     "load_network_weights",
     "model_origin",
+    "package_settings",
     "paint_overlay",
+    "read_model_package",
     "summary_rows",
 ]

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
 from monai_exudate.inference.legend import draw_legend
+from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
-from monai_exudate.inference.provenance import DEMO_MODEL_WARNING
 from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.records import RunManifest, canonical, describe, file_sha256, folder_lock, new_run_id
 from monai_exudate.inference.run_state import InferenceReport, RunState

@@ -41,9 +41,11 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(state)
     trainer = state["trainer"]  # ignite keeps the iteration count; the epoch follows from it
     assert trainer["iteration"] // trainer["epoch_length"] == 2
-    provenance = json.loads((models / "provenance.json").read_text())
-    assert provenance["synthetic"] is True and provenance["bundle"] == "exudate_dsm"
-    assert provenance["settings"]["net_width"] == 8 and provenance["images"]["training"] > 0
+    package = json.loads((models / "model_package.json").read_text())
+    assert package["provenance"]["synthetic"] is True and package["bundle"] == "exudate_dsm"
+    assert package["settings"]["net_width"] == 8 and package["provenance"]["images"]["training"] > 0
+    assert package["settings"]["spatial_size"] == [96, 64] and package["recipe"]["loss_name"] == "dsm"
+    assert package["validation"]["epoch"] == 2 and 0.0 <= package["validation"]["metrics"]["val_aupr"] <= 1.0
 
     import mlflow
 
@@ -62,7 +64,7 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     assert alpha == pytest.approx([1.0, 1.0 - (1 / 2) ** 2])
     assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 4  # logged per iteration
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert "model.pt" in artifacts and "pr_EX.png" in artifacts and "provenance.json" in artifacts
+    assert "model.pt" in artifacts and "pr_EX.png" in artifacts and "model_package.json" in artifacts
     assert any(a.endswith("_EX.png") and not a.startswith("pr_") for a in artifacts)  # validation overlays
 
 
@@ -105,8 +107,6 @@ def test_inference_writes_maps_at_original_size(trained):
         dataset_dir=str(photos[0].parent),
         ckpt_dir=trained["ckpt_dir"],
         output_dir=str(out),
-        net_width=8,
-        spatial_size=[96, 64],
     )
     stem = photos[0].stem
     # the model trained on the synthetic set says so in the output folder's record
@@ -117,6 +117,27 @@ def test_inference_writes_maps_at_original_size(trained):
     assert f"{stem}.jpg,EX," in (out / "summary.csv").read_text()
     for path in written:
         assert Image.open(path).size == Image.open(photos[0]).size
+
+
+def test_inference_refuses_a_setting_that_contradicts_the_model_package(trained, tmp_path):
+    from monai_exudate.bundle import SettingsError, root_cause
+
+    photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
+    with pytest.raises(RuntimeError) as raised:
+        run(
+            config_file=str(CONFIGS / "inference.json"),
+            meta_file=str(CONFIGS / "metadata.json"),
+            dataset_dir=str(photos[0].parent),
+            ckpt_dir=trained["ckpt_dir"],
+            output_dir=str(tmp_path / "out"),
+            net_width=8,
+            spatial_size=[128, 96],
+        )
+    refusal = root_cause(raised.value)
+    assert isinstance(refusal, SettingsError)
+    assert "'spatial_size': the model package says [96, 64], the run gives [128, 96]" in str(refusal)
+    assert "net_width" not in str(refusal)  # given, but equal to the package's
+    assert not (tmp_path / "out").exists()
 
 
 def test_verify_metadata_and_network_shapes():

@@ -1,0 +1,193 @@
+"""Read the model package beside a model file: its settings for inference, and where the model came from."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigParser
+
+from monai_exudate.bundle.overrides import RunSettings, SettingsError, current_run_settings
+from monai_exudate.bundle.settings import as_bool
+from monai_exudate.engines.model_package import PACKAGE_FILE
+
+__all__ = [
+    "DEMO_MODEL_WARNING",
+    "PACKAGE_REFERENCE",
+    "SETTINGS_ID",
+    "model_origin",
+    "package_settings",
+    "read_model_package",
+]
+
+logger = logging.getLogger(__name__)
+
+DEMO_MODEL_WARNING = (
+    "this model was trained only on the synthetic demo set: it shows that the pipeline runs, and its maps of real "
+    "photographs are not meaningful (it marks optic discs and reflexes as lesions); train on your own photographs"
+)
+# the id, in each bundle's train.json, of the settings a model package holds
+SETTINGS_ID = "model_package_settings"
+# how evaluate.json and inference.json read a setting from the package: "$@model_settings['arch']"
+PACKAGE_REFERENCE = "$@model_settings["
+
+
+def read_model_package(model_file: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The model package (``model_package.json``) in the folder of ``model_file``; None when there is none.
+
+    A package that cannot be read, or is not a JSON object with ``settings``, raises ``ValueError`` naming the file.
+    """
+    if model_file is None:
+        return None
+    path = Path(model_file).with_name(PACKAGE_FILE)
+    if not path.is_file():
+        return None
+    try:
+        package = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: the model package cannot be read ({err})") from err
+    if not isinstance(package, dict) or not isinstance(package.get("settings"), dict):
+        raise ValueError(f"{path}: not a model package (a JSON object with 'settings' is expected)")
+    return package
+
+
+def model_origin(model_file: str | os.PathLike | None) -> dict[str, Any]:
+    """The origin of the model in ``model_file``, from the model package beside it (``models/`` after training).
+
+    Returns ``{"known": False}`` when there is no package (an exported model copied elsewhere, or weights from another
+    source), else ``known``, ``synthetic``, ``trained_on`` ("the synthetic demo set" or the dataset folder),
+    ``datalist_sha256``, ``images``, ``bundle``, ``version``, ``seed``, ``git_commit`` and ``validation``.
+    """
+    package = read_model_package(model_file)
+    if package is None:
+        if model_file is not None:
+            logger.info("no %s beside %s: the model's origin is unknown", PACKAGE_FILE, model_file)
+        return {"known": False}
+    provenance = package.get("provenance") or {}
+    synthetic = bool(provenance.get("synthetic"))
+    return {
+        "known": True,
+        "synthetic": synthetic,
+        "trained_on": "the synthetic demo set" if synthetic else provenance.get("dataset_dir"),
+        "datalist_sha256": provenance.get("datalist_sha256"),
+        "images": provenance.get("images"),
+        "bundle": package.get("bundle"),
+        "version": package.get("version"),
+        "seed": provenance.get("seed"),
+        "git_commit": provenance.get("git_commit"),
+        "validation": package.get("validation"),
+    }
+
+
+def package_settings(model_file: str | os.PathLike | None, bundle_root: str | os.PathLike) -> dict[str, Any]:
+    """The network and geometry settings to run the model in ``model_file`` with, from its package.
+
+    ``evaluate.json`` and ``inference.json`` read each setting the package holds from here
+    (``"arch": "$@model_settings['arch']"``), so ``--ckpt_path model.pt`` is all a run needs. A value the run gives
+    itself for one of them (on the command line, or in a config file listed after the one reading the package) must
+    equal the package's: a contradiction raises ``SettingsError`` naming both values, before the network is built.
+
+    Without a package (weights from elsewhere, or from before bundle version 0.6.0) the settings are the run's own:
+    the values it gives, else the last value the run's config files set, else the bundle's ``train.json`` defaults;
+    a warning says so, since nothing then checks that they match the weights.
+    """
+    train_file = Path(bundle_root) / "configs" / "train.json"
+    run = current_run_settings(sys._getframe(1))
+    given, configured = _run_values(run)
+    package = read_model_package(model_file)
+    if package is None:
+        defaults = _train_defaults(train_file)
+        settings = {name: given.get(name, configured.get(name, value)) for name, value in defaults.items()}
+        logger.warning(
+            "no %s beside %s: the network and geometry come from the run's settings, unchecked against the "
+            "weights (a model trained with other settings fails to load or gives wrong maps)",
+            PACKAGE_FILE,
+            model_file,
+        )
+        return settings
+    settings = dict(package["settings"])
+    source = Path(model_file).with_name(PACKAGE_FILE)
+    conflicts = [
+        f"{name!r}: the model package says {settings[name]!r}, the run gives {value!r}"
+        for name, value in given.items()
+        if name in settings and not _same(settings[name], value, name)
+    ]
+    if conflicts:
+        lines = "\n".join(f"  - {c}" for c in conflicts)
+        raise SettingsError(
+            f"{len(conflicts)} setting(s) contradict the model package {source}; nothing was run. Leave them out "
+            f"(the package gives them) or use the model trained with them:\n{lines}"
+        )
+    overridden = {n: v for n, v in configured.items() if n in settings and not _same(settings[n], v, n)}
+    if overridden:
+        logger.info("settings from %s replace the config files' values: %s", source, overridden)
+    return settings
+
+
+def _run_values(run: RunSettings | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The values the run gives (overrides, and config files after the one reading the package) and the last
+    plain value any of its config files set (the fallback without a package)."""
+    if run is None:
+        return {}, {}
+    configured: dict[str, Any] = {}
+    given: dict[str, Any] = {}
+    read_from_package: set[str] = set()
+    for config_file in run.config_files:
+        config = ConfigParser.load_config_file(config_file)
+        if not isinstance(config, Mapping):
+            continue
+        for name, value in config.items():
+            if isinstance(value, str) and value.startswith(PACKAGE_REFERENCE):
+                read_from_package.add(name)
+                given.pop(name, None)
+            elif _is_plain(value):
+                configured[name] = value
+                if name in read_from_package:
+                    given[name] = value
+    for name, value in run.overrides.items():
+        if "#" not in str(name) and _is_plain(value):
+            given[str(name)] = value
+            configured[str(name)] = value
+    return given, configured
+
+
+def _is_plain(value: Any) -> bool:
+    """A literal setting, not an expression, reference or macro to be resolved."""
+    if isinstance(value, str):
+        return not value.startswith(("$", "@", "%"))
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return "_target_" not in value and all(_is_plain(v) for v in value.values())
+    return True
+
+
+def _same(packaged: Any, given: Any, name: str) -> bool:
+    """Equal as settings: a yes/no setting compares as a boolean ('false' == False), sequences by their items."""
+    if isinstance(packaged, bool):
+        try:
+            return as_bool(given, name) == packaged
+        except ValueError:
+            return False
+    if isinstance(packaged, (list, tuple)) and isinstance(given, (list, tuple)):
+        return len(packaged) == len(given) and all(_same(p, g, name) for p, g in zip(packaged, given))
+    if isinstance(packaged, (int, float)) and isinstance(given, (int, float)) and not isinstance(given, bool):
+        return float(packaged) == float(given)
+    return packaged == given
+
+
+def _train_defaults(train_file: Path) -> dict[str, Any]:
+    """The literal values, in the bundle's ``train.json``, of the settings a model package holds."""
+    try:
+        config = ConfigParser.load_config_file(train_file)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{train_file}: cannot read the bundle's training settings ({err})") from err
+    names = config.get(SETTINGS_ID)
+    if not isinstance(names, Mapping):
+        raise ValueError(f"{train_file}: no {SETTINGS_ID!r} section naming the settings a model package holds")
+    return {name: config.get(name) for name in names}

@@ -1,0 +1,160 @@
+"""The model package: written when training starts and after validation, read back at inference, demo models announced."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from ignite.engine import Engine, Events
+
+from monai_exudate.bundle.overrides import RunSettings
+from monai_exudate.engines import PACKAGE_FILE, ModelPackageWriter
+from monai_exudate.engines.model_package import datalist_sha256, git_commit
+from monai_exudate.inference import DEMO_MODEL_WARNING, model_origin, package_settings, read_model_package
+from monai_exudate.inference.model_package import _run_values
+
+DATALIST = {
+    "training": [{"image": "a.jpg", "EX": "a_EX.tif"}, {"image": "b.jpg", "EX": "b_EX.tif"}],
+    "testing": [{"image": "c.jpg", "EX": "c_EX.tif"}],
+    "unused": [{"image": "d.jpg"}],
+}
+
+
+SETTINGS = {"arch": "unet", "spatial_size": [96, 64], "fov_crop": False}
+
+
+def _writer(path, synthetic="true", sections=("training", "testing"), evaluator=None, seed=3) -> ModelPackageWriter:
+    return ModelPackageWriter(
+        path,
+        "exudate_dsm",
+        "0.6.0",
+        "/data/IDRiD",
+        synthetic,
+        DATALIST,
+        list(sections),
+        seed,
+        SETTINGS,
+        recipe={"loss_name": "dsm"},
+        evaluator=evaluator,
+        threshold_file="threshold.json",
+    )
+
+
+def _train(path, seed=3, metric=0.25) -> None:
+    evaluator = Engine(lambda engine, batch: None)
+    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_aupr=metric, per_image=[1, 2]))
+    trainer = Engine(lambda engine, batch: None)
+    _writer(path, evaluator=evaluator, seed=seed).attach(trainer)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
+    trainer.run([0], max_epochs=2)
+
+
+def test_written_when_training_starts_and_read_back_beside_the_weights(tmp_path):
+    engine = Engine(lambda engine, batch: None)
+    _writer(tmp_path / PACKAGE_FILE).attach(engine)
+    engine.run([0], max_epochs=1)
+    package = json.loads((tmp_path / PACKAGE_FILE).read_text())
+    provenance = package["provenance"]
+    assert provenance["synthetic"] is True and provenance["images"] == {"training": 2, "testing": 1}
+    assert package["settings"] == SETTINGS and provenance["seed"] == 3 and package["version"] == "0.6.0"
+    assert package["recipe"] == {"loss_name": "dsm"} and package["validation"] is None
+    assert provenance["datalist_sha256"] == datalist_sha256({k: DATALIST[k] for k in ("training", "testing")})
+    assert provenance["packages"]["torch"] and "monai_exudate" in provenance["packages"]
+    origin = model_origin(tmp_path / "model.pt")
+    assert origin["known"] and origin["synthetic"] and origin["trained_on"] == "the synthetic demo set"
+    _writer(tmp_path / PACKAGE_FILE, synthetic=False)()
+    assert model_origin(tmp_path / "model.pt")["trained_on"] == "/data/IDRiD"
+
+
+def test_validation_is_recorded_and_kept_by_a_restart_of_the_same_run_only(tmp_path):
+    path = tmp_path / PACKAGE_FILE
+    _train(path)
+    package = json.loads(path.read_text())
+    assert package["validation"] == {"epoch": 2, "metrics": {"val_aupr": 0.25}}  # numbers only
+    written = path.read_bytes()
+    _writer(path)()  # the same run restarting (a resume): the figures stay, byte for byte
+    assert path.read_bytes() == written
+    _writer(path, seed=4)()  # another run: the old figures do not describe it
+    assert json.loads(path.read_text())["validation"] is None
+
+
+def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_path, caplog):
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    train = {"arch": "pspnet", "spatial_size": [384, 256], "fov_crop": True, "model_package_settings": {}}
+    train["model_package_settings"] = {name: f"@{name}" for name in ("arch", "spatial_size", "fov_crop")}
+    (bundle / "configs" / "train.json").write_text(json.dumps(train))
+    models = tmp_path / "models"
+    models.mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert package_settings(models / "model.pt", bundle) == {
+            "arch": "pspnet",
+            "spatial_size": [384, 256],
+            "fov_crop": True,
+        }
+    assert "no model_package.json beside" in caplog.text
+    _writer(models / PACKAGE_FILE)()
+    assert package_settings(models / "model.pt", bundle) == SETTINGS
+    assert read_model_package(models / "model.ts")["settings"] == SETTINGS  # an export in the same folder
+
+
+def test_what_a_run_gives_is_what_follows_the_package_reading_config(tmp_path):
+    files = []
+    for name, config in {
+        "train.json": {"arch": "pspnet", "net_width": 16, "lr": "$1e-3"},
+        "cpu.json": {"arch": "unet"},
+        "evaluate.json": {"arch": "$@model_settings['arch']", "net_width": "$@model_settings['net_width']"},
+        "late.json": {"net_width": 8},
+    }.items():
+        files.append(str(tmp_path / name))
+        (tmp_path / name).write_text(json.dumps(config))
+    run = RunSettings(config_files=files, overrides={"spatial_size": [96, 64], "network_def#arch": "x"})
+    given, configured = _run_values(run)
+    # cpu.json comes before the package is read: the package wins; late.json and the command line are given
+    assert given == {"net_width": 8, "spatial_size": [96, 64]}
+    assert configured == {"arch": "unet", "net_width": 8, "spatial_size": [96, 64]}
+
+
+def test_the_datalist_hash_follows_the_content_not_the_key_order():
+    reordered = {"testing": DATALIST["testing"], "training": [dict(reversed(d.items())) for d in DATALIST["training"]]}
+    assert datalist_sha256(reordered) == datalist_sha256({k: DATALIST[k] for k in ("training", "testing")})
+    assert datalist_sha256(DATALIST) != datalist_sha256(reordered)
+
+
+def test_unknown_and_unreadable_records(tmp_path):
+    assert model_origin(None) == {"known": False}
+    assert model_origin(tmp_path / "model.ts") == {"known": False}
+    (tmp_path / PACKAGE_FILE).write_text("{half")
+    with pytest.raises(ValueError, match=r"model_package\.json: the model package cannot be read"):
+        model_origin(tmp_path / "model.pt")
+    (tmp_path / PACKAGE_FILE).write_text("[]")
+    with pytest.raises(ValueError, match=r"model_package\.json: not a model package"):
+        read_model_package(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"sections \['validation'\] not found"):
+        _writer(tmp_path / "x.json", sections=("training", "validation"))
+
+
+def test_git_commit_outside_a_checkout_is_none(tmp_path):
+    assert git_commit(tmp_path) is None
+
+
+def test_demo_model_is_announced_at_start_and_end(tmp_path, caplog):
+    from monai.transforms import Compose
+
+    from monai_exudate.data.transforms import LoadFundusd
+    from monai_exudate.inference import FundusInferenceRunner
+
+    runner = FundusInferenceRunner(
+        lambda x: x,
+        Compose([LoadFundusd(lesions=[])]),
+        Compose([]),
+        output_dir=tmp_path / "out",
+        progress=False,
+        provenance={"model": {"known": True, "synthetic": True}},
+    )
+    with caplog.at_level(logging.WARNING):
+        runner.run([])
+    assert caplog.text.count(DEMO_MODEL_WARNING) == 2
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["settings"]["provenance"]["model"]["synthetic"] is True
