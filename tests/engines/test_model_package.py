@@ -1,4 +1,4 @@
-"""The model package: written when training starts and after validation, read back at inference, demo models announced."""
+"""The model package: written when training starts and after validation, read at inference; demo models announced."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def _writer(path, synthetic="true", sections=("training", "testing"), evaluator=
 
 def _train(path, seed=3, metric=0.25) -> None:
     evaluator = Engine(lambda engine, batch: None)
-    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_aupr=metric, per_image=[1, 2]))
+    metrics = {"val_aupr": metric, "per_image": [1, 2]}
+    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(metrics))
     trainer = Engine(lambda engine, batch: None)
     _writer(path, evaluator=evaluator, seed=seed).attach(trainer)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
