@@ -13,6 +13,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from monai_exudate.bundle.overrides import RunSettings, SettingsError, current_run_settings
+from monai_exudate.bundle.paths import find_bundle_root
 from monai_exudate.bundle.settings import as_bool
 from monai_exudate.engines.model_package import PACKAGE_FILE
 
@@ -84,7 +85,7 @@ def model_origin(model_file: str | os.PathLike | None) -> dict[str, Any]:
     }
 
 
-def package_settings(model_file: str | os.PathLike | None, bundle_root: str | os.PathLike) -> dict[str, Any]:
+def package_settings(model_file: str | os.PathLike | None, bundle: str) -> dict[str, Any]:
     """The network and geometry settings to run the model in ``model_file`` with, from its package.
 
     ``evaluate.json`` and ``inference.json`` read each setting the package holds from here
@@ -93,15 +94,15 @@ def package_settings(model_file: str | os.PathLike | None, bundle_root: str | os
     equal the package's: a contradiction raises ``SettingsError`` naming both values, before the network is built.
 
     Without a package (weights from elsewhere, or from before bundle version 0.6.0) the settings are the run's own:
-    the values it gives, else the last value the run's config files set, else the bundle's ``train.json`` defaults;
-    a warning says so, since nothing then checks that they match the weights.
+    the values it gives, else the last value the run's config files set, else the defaults in ``train.json`` of the
+    bundle named ``bundle`` (:func:`~monai_exudate.bundle.find_bundle_root`); a warning says so, since nothing then
+    checks that they match the weights.
     """
-    train_file = Path(bundle_root) / "configs" / "train.json"
     run = current_run_settings(sys._getframe(1))
     given, configured = _run_values(run)
     package = read_model_package(model_file)
     if package is None:
-        defaults = _train_defaults(train_file)
+        defaults = _train_defaults(Path(find_bundle_root(bundle)) / "configs" / "train.json")
         settings = {name: given.get(name, configured.get(name, value)) for name, value in defaults.items()}
         logger.warning(
             "no %s beside %s: the network and geometry come from the run's settings, unchecked against the "

@@ -80,23 +80,25 @@ def test_validation_is_recorded_and_kept_by_a_restart_of_the_same_run_only(tmp_p
     assert json.loads(path.read_text())["validation"] is None
 
 
-def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_path, caplog):
-    bundle = tmp_path / "bundle"
+def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_path, caplog, monkeypatch):
+    bundle = tmp_path / "bundles" / "tiny"
     (bundle / "configs").mkdir(parents=True)
+    (bundle / "configs" / "metadata.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)  # find_bundle_root looks in ./bundles/<name>
     train = {"arch": "pspnet", "spatial_size": [384, 256], "fov_crop": True, "model_package_settings": {}}
     train["model_package_settings"] = {name: f"@{name}" for name in ("arch", "spatial_size", "fov_crop")}
     (bundle / "configs" / "train.json").write_text(json.dumps(train))
     models = tmp_path / "models"
     models.mkdir()
     with caplog.at_level(logging.WARNING):
-        assert package_settings(models / "model.pt", bundle) == {
+        assert package_settings(models / "model.pt", "tiny") == {
             "arch": "pspnet",
             "spatial_size": [384, 256],
             "fov_crop": True,
         }
     assert "no model_package.json beside" in caplog.text
     _writer(models / PACKAGE_FILE)()
-    assert package_settings(models / "model.pt", bundle) == SETTINGS
+    assert package_settings(models / "model.pt", "tiny") == SETTINGS
     assert read_model_package(models / "model.ts")["settings"] == SETTINGS  # an export in the same folder
 
 
