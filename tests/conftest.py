@@ -22,3 +22,16 @@ def idrid_sample() -> Path:
     if not (IDRID_SAMPLE / "A. Segmentation").is_dir():
         pytest.skip(f"IDRiD sample not found at {IDRID_SAMPLE}")
     return IDRID_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def run_artifacts():
+    """A function listing every artifact file of an MLflow run (``client``, ``run_id``), folders walked."""
+
+    def walk(client, run_id: str, path: str | None = None) -> set[str]:
+        files = set()
+        for item in client.list_artifacts(run_id, path):
+            files |= walk(client, run_id, item.path) if item.is_dir else {item.path}
+        return files
+
+    return walk

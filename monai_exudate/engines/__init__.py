@@ -6,6 +6,7 @@ from monai_exudate.engines.checkpoint import AtomicCheckpointSaver
 from monai_exudate.engines.dual_branch_trainer import DualBranchPrepareBatch, DualBranchTrainer
 from monai_exudate.engines.finite import NonFiniteWeightsError
 from monai_exudate.engines.metrics_report import MetricsReportWriter
+from monai_exudate.engines.mlflow_model import MLflowModelHandler
 from monai_exudate.engines.model_package import PACKAGE_FILE, ModelPackageWriter
 from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
 from monai_exudate.engines.nonfinite_output import FiniteCheckpointLoader, NonFiniteOutputError, NonFiniteOutputHandler
@@ -22,6 +23,7 @@ __all__ = [
     "DualBranchPrepareBatch",
     "DualBranchTrainer",
     "FiniteCheckpointLoader",
+    "MLflowModelHandler",
     "MetricsReportWriter",
     "ModelPackageWriter",
     "NonFiniteLossError",

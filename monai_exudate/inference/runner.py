@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import logging
 import os
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
+from monai_exudate.inference.inversion import invert_prediction, rows_first
 from monai_exudate.inference.legend import draw_legend
 from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
@@ -388,15 +388,6 @@ class FundusInferenceRunner:
         """One image's probabilities ``(len(lesion_names), *spatial)`` from its logits, by ``postprocessing``."""
         return to_probabilities(self.postprocessing, logits, self.lesion_names)
 
-    def _invert(self, prob: torch.Tensor, image: MetaTensor) -> torch.Tensor:
-        """Map one prediction (C, *spatial) back to the photograph's grid by inverting the preprocessing."""
-        pred = MetaTensor(
-            prob,
-            meta=copy.deepcopy(dict(image.meta)),
-            applied_operations=copy.deepcopy(image.applied_operations),
-        )
-        return torch.as_tensor(self.preprocessing.inverse({self.image_key: pred})[self.image_key])
-
     def _map_back(
         self, prob: torch.Tensor, image: MetaTensor, info: Mapping[str, Any]
     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -407,11 +398,10 @@ class FundusInferenceRunner:
         starting its own next to the network's.
         """
         with torch.no_grad():
-            prob = self._invert(prob, image)
+            prob = invert_prediction(self.preprocessing, prob, image, self.image_key)
             levels = prob.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-            # MONAI's PIL reader orders space as (width, height): image files want rows first
-            levels = levels.transpose(1, 2).contiguous().cpu().numpy()
-            volume = prob.float().transpose(1, 2).cpu().numpy() if self.nifti else None
+            levels = rows_first(levels).contiguous().cpu().numpy()
+            volume = rows_first(prob.float()).cpu().numpy() if self.nifti else None
         original = info.get("original")
         size = tuple(original.shape[1:]) if original is not None else tuple(image.meta.get("spatial_shape", ()))
         if size and tuple(levels.shape[:0:-1]) != tuple(int(s) for s in size):

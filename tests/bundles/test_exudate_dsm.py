@@ -33,7 +33,7 @@ def trained(tmp_path_factory) -> dict:
     return {**dirs, "root": root}
 
 
-def test_training_writes_checkpoints_and_mlflow_run(trained):
+def test_training_writes_checkpoints_and_mlflow_run(trained, run_artifacts):
     models = Path(trained["ckpt_dir"])
     assert (models / "model.pt").is_file()
     assert (models / "checkpoint_epoch=2.pt").is_file()
@@ -63,9 +63,16 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     alpha = [m.value for m in client.get_metric_history(runs[0].info.run_id, "alpha")]
     assert alpha == pytest.approx([1.0, 1.0 - (1 / 2) ** 2])
     assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 4  # logged per iteration
-    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert "model.pt" in artifacts and "pr_EX.png" in artifacts and "model_package.json" in artifacts
-    assert any(a.endswith("_EX.png") and not a.startswith("pr_") for a in artifacts)  # validation overlays
+    artifacts = run_artifacts(client, runs[0].info.run_id)
+    assert "model_package.json" in artifacts and "model/MLmodel" in artifacts
+    assert "model/artifacts/weights/model.pt" in artifacts and "model/artifacts/weights/threshold.json" in artifacts
+    # every validation's PR curve and overlays under its own epoch folder: none replaces another
+    assert {"pr_curves/epoch_001/pr_EX.png", "pr_curves/epoch_002/pr_EX.png"} <= artifacts
+    for epoch in ("epoch_001", "epoch_002"):
+        assert any(a.startswith(f"overlays/{epoch}/") and a.endswith("_EX.png") for a in artifacts)
+    # the synthetic default model is registered under the bundle's name, its validation on the version
+    (version,) = client.search_model_versions("name='exudate_dsm'")
+    assert version.run_id == runs[0].info.run_id and "val_aupr" in version.tags
 
 
 def test_rerun_resumes_and_ends_with_same_epochs(trained):

@@ -51,7 +51,7 @@ def trained(tmp_path_factory) -> dict:
     return {**dirs, "root": root}
 
 
-def test_training_writes_checkpoints_and_mlflow_run(trained):
+def test_training_writes_checkpoints_and_mlflow_run(trained, run_artifacts):
     models = Path(trained["ckpt_dir"])
     assert (models / "model.pt").is_file()
     state = torch.load(models / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
@@ -73,11 +73,11 @@ def test_training_writes_checkpoints_and_mlflow_run(trained):
     lr = [m.value for m in client.get_metric_history(runs[0].info.run_id, "lr_group_0")]
     warm = 1 - 0.5 * (1 - 1e-6)
     assert lr == pytest.approx([0.01 * (1 - i / 6) * (warm if i < 2 else 1.0) for i in range(1, 7)])
-    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert "model.pt" in artifacts
+    artifacts = run_artifacts(client, runs[0].info.run_id)
+    assert "model/artifacts/weights/model.pt" in artifacts and "model_package.json" in artifacts
     for lesion in LESIONS:
-        assert f"pr_{lesion}.png" in artifacts
-        assert any(a.endswith(f"_{lesion}.png") and not a.startswith("pr_") for a in artifacts)  # overlays
+        assert any(a.startswith("pr_curves/epoch_") and a.endswith(f"pr_{lesion}.png") for a in artifacts)
+        assert any(a.startswith("overlays/epoch_") and a.endswith(f"_{lesion}.png") for a in artifacts)
 
 
 @pytest.mark.parametrize("synthetic", ["false", "0", False])
