@@ -10,7 +10,10 @@ from scipy import ndimage as ndi
 
 from monai_exudate.data.transforms import FieldOfViewSelector
 
-SUMMARY_FIELDS = ("image", "lesion", "area_px", "area_pct_fov", "num_lesions", "largest_lesion_px")
+MEASUREMENT_FIELDS = ("image", "lesion", "area_px", "area_pct_fov", "num_lesions", "largest_lesion_px")
+# summary.csv: the measurements, then what made them (threshold, model, its origin) and when (UTC)
+RUN_FIELDS = ("threshold", "model", "model_origin", "segmented_at")
+SUMMARY_FIELDS = MEASUREMENT_FIELDS + RUN_FIELDS
 # 8-connectivity: diagonal neighbours belong to the same lesion.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -46,7 +49,7 @@ def lesion_statistics(mask: np.ndarray) -> dict[str, int]:
 def summary_rows(
     image: str, masks: np.ndarray, lesion_names: Sequence[str], fov_pixels: int
 ) -> list[dict[str, object]]:
-    """One ``SUMMARY_FIELDS`` row per lesion channel of ``masks`` (C, H, W); the percentage is of ``fov_pixels``."""
+    """One ``MEASUREMENT_FIELDS`` row per lesion channel of ``masks`` (C, H, W); the percentage is of ``fov_pixels``."""
     if len(masks) != len(lesion_names):
         raise ValueError(f"masks has {len(masks)} channels but {len(lesion_names)} lesion names were given")
     if fov_pixels <= 0:

@@ -27,9 +27,17 @@ from monai_exudate.inference.legend import draw_legend
 from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.quantify import summary_rows
-from monai_exudate.inference.records import RunManifest, canonical, describe, file_sha256, folder_lock, new_run_id
+from monai_exudate.inference.records import (
+    RunManifest,
+    canonical,
+    describe,
+    file_sha256,
+    folder_lock,
+    new_run_id,
+    utc_now,
+)
 from monai_exudate.inference.run_state import InferenceReport, RunState
-from monai_exudate.inference.summary import SummaryTable
+from monai_exudate.inference.summary import SummaryTable, model_columns, table_name
 from monai_exudate.inference.writers import (
     OUTPUT_FORMATS,
     OutputLayout,
@@ -41,6 +49,12 @@ from monai_exudate.inference.writers import (
 )
 
 logger = logging.getLogger(__name__)
+
+# how to read the probability and mask PNGs back, as the manifest states it
+PNG_ENCODING = {
+    "prob": "8-bit grey level q = round(p * 255); the probability is q / 255",
+    "mask": "255 where q / 255 > threshold (the metrics' rule), else 0",
+}
 
 SUMMARY_FILE = "summary.csv"
 FAILURES_FILE = "failures.csv"
@@ -108,6 +122,8 @@ class FundusInferenceRunner:
             version, and under ``"model"`` the model's origin, :func:`~monai_exudate.inference.model_origin`; a
             model trained only on the synthetic set is announced as a demo model at the start and the end).
         max_image_pixels: photographs whose header declares more pixels are refused before decoding.
+        input_root: ``summary.csv`` names images relative to this folder (the bundles give the folder or file they
+            read); None: by the paths as given.
     """
 
     def __init__(
@@ -137,6 +153,7 @@ class FundusInferenceRunner:
         model_file: str | os.PathLike | None = None,
         provenance: Mapping[str, Any] | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        input_root: str | os.PathLike | None = None,
     ) -> None:
         if not isinstance(preprocessing, Compose):
             raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
@@ -185,6 +202,8 @@ class FundusInferenceRunner:
         self.model_file = None if model_file is None else Path(model_file)
         self.provenance = dict(provenance or {})
         self.max_image_pixels = int(max_image_pixels)
+        self.input_root = input_root
+        self._model_columns = model_columns(self.threshold, self.provenance, self.model_file)
         self.colours = lesion_colours(names)
         self._legend_model = self._model_label()  # once: every overlay of the run shows the same model line
         # the metrics' rule q / 255 > threshold on the 8-bit level q, as one integer comparison q > _mask_above
@@ -250,6 +269,7 @@ class FundusInferenceRunner:
             "nifti": self.nifti,
             "device": str(self.device),
             "amp": self.amp,
+            "encoding": PNG_ENCODING,
         }
         manifest = RunManifest(self.output_dir, run_id, self.settings(), run_info)
         if manifest.check(table.images(), self.overwrite):
@@ -275,7 +295,7 @@ class FundusInferenceRunner:
 
     def _plan(self, items: Sequence[Mapping[str, Any] | str | os.PathLike], state: RunState) -> list[dict[str, str]]:
         """Items still to segment; done ones are counted as skipped, clashes of output names as failures."""
-        earlier = {Path(image).stem: image for image in state.table.images()}
+        earlier = {Path(image).stem: image for image in state.table.images()}  # by table name
         owners: dict[str, str] = {}
         pending = []
         for item in items:
@@ -287,8 +307,9 @@ class FundusInferenceRunner:
                     path, "listed twice" if owner == path else f"output name {stem!r} is already used by {owner}"
                 )
                 continue
-            previous = earlier.get(stem, path)
-            if previous != path:
+            name = table_name(path, self.input_root)
+            previous = earlier.get(stem, name)
+            if previous != name:
                 if not self.overwrite:
                     state.fail(
                         path,
@@ -298,7 +319,7 @@ class FundusInferenceRunner:
                     continue
                 state.table.remove(previous)
             owners[stem] = path
-            done = self.layout.complete(stem) and sorted(state.table.lesions_of(path)) == sorted(self.lesion_names)
+            done = self.layout.complete(stem) and sorted(state.table.lesions_of(name)) == sorted(self.lesion_names)
             if done and not self.overwrite:
                 state.report.skipped += 1
             else:
@@ -431,7 +452,10 @@ class FundusInferenceRunner:
                 atomic_write_bytes(self.layout.overlay(stem), data)
             if volume is not None:
                 atomic_write_bytes(self.layout.nifti_prob(stem), encode_nifti(volume, self.lesion_names))
-            state.table.update(path, summary_rows(path, masks, self.lesion_names, int(info["fov_pixels"])))
+            name = table_name(path, self.input_root)
+            facts = {**self._model_columns, "segmented_at": utc_now()}
+            rows = summary_rows(name, masks, self.lesion_names, int(info["fov_pixels"]))
+            state.table.update(name, [{**row, **facts} for row in rows])
             state.succeeded()
         except Exception as err:  # one image's failure must not stop the others
             state.fail(path, f"could not write outputs ({_describe(err)})")

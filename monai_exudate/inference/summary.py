@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai_exudate.data.atomic import write_csv_atomic
-from monai_exudate.inference.quantify import SUMMARY_FIELDS
+from monai_exudate.inference.quantify import RUN_FIELDS, SUMMARY_FIELDS
 from monai_exudate.inference.writers import read_csv
 
 
@@ -29,7 +29,7 @@ class SummaryTable:
         self._dirty = False
         self._next_write = 0.0
         if self.path.is_file():
-            for row in read_csv(self.path, SUMMARY_FIELDS):
+            for row in read_csv(self.path, SUMMARY_FIELDS, optional=RUN_FIELDS):
                 self._rows.setdefault(row["image"], []).append(row)
 
     def images(self) -> list[str]:
@@ -71,3 +71,31 @@ class SummaryTable:
             self._dirty = False
             now = time.monotonic()
             self._next_write = now + self.cost_factor * (now - start)
+
+
+def table_name(path: str | os.PathLike, input_root: str | os.PathLike | None) -> str:
+    """How ``summary.csv`` names the image at ``path``: relative to ``input_root`` (the folder inference read, or the
+    folder of the file it read) when the image lies inside it, else the path as given."""
+    if input_root is None:
+        return str(path)
+    root = Path(input_root).resolve()
+    root = root.parent if root.is_file() else root
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def model_columns(threshold: float, provenance: Mapping[str, object], model_file: str | os.PathLike | None) -> dict:
+    """The run columns of ``summary.csv`` but the time: threshold, model (bundle, version, file) and its origin."""
+    parts = [str(provenance.get(k)) for k in ("bundle", "version") if provenance.get(k)]
+    if model_file is not None:
+        parts.append(Path(model_file).name)
+    origin = provenance.get("model")
+    if not isinstance(origin, Mapping) or not origin.get("known"):
+        described = "unknown"
+    elif origin.get("synthetic"):
+        described = "synthetic demo set"
+    else:
+        described = str(origin.get("trained_on"))
+    return {"threshold": threshold, "model": " ".join(parts) or "unknown", "model_origin": described}

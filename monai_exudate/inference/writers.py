@@ -211,11 +211,15 @@ def encode_nifti(prob: np.ndarray, lesion_names: Sequence[str], compress_level: 
     return gzip.compress(image.to_bytes(), compresslevel=compress_level)
 
 
-def read_csv(path: str | os.PathLike, fieldnames: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of a CSV table written by ``write_csv_atomic``; ``ValueError`` naming the file if its columns differ."""
+def read_csv(path: str | os.PathLike, fieldnames: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV table written by ``write_csv_atomic``; ``ValueError`` naming the file if its columns differ.
+
+    Columns in ``optional`` may be missing (tables written before they existed): their cells read as "".
+    """
     path = Path(path)
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if list(reader.fieldnames or []) != list(fieldnames):
+        found = list(reader.fieldnames or [])
+        if found != list(fieldnames) and found != [c for c in fieldnames if c not in optional]:
             raise ValueError(f"{path}: expected columns {list(fieldnames)}, found {reader.fieldnames}")
-        return list(reader)
+        return [{name: row.get(name, "") for name in fieldnames} for row in reader]

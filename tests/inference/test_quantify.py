@@ -13,8 +13,14 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files, write_csv_atomic
-from monai_exudate.inference.quantify import SUMMARY_FIELDS, field_of_view_pixels, lesion_statistics, summary_rows
-from monai_exudate.inference.summary import SummaryTable
+from monai_exudate.inference.quantify import (
+    MEASUREMENT_FIELDS,
+    SUMMARY_FIELDS,
+    field_of_view_pixels,
+    lesion_statistics,
+    summary_rows,
+)
+from monai_exudate.inference.summary import SummaryTable, model_columns, table_name
 from monai_exudate.inference.writers import (
     LESION_COLOURS,
     OutputLayout,
@@ -57,7 +63,7 @@ def test_summary_rows_relative_to_field_of_view() -> None:
     he = np.zeros((64, 96), bool)
     he[45:47, 20:25] = True
     rows = summary_rows("a.png", np.stack([_exudate_mask(), he]), ["EX", "HE"], fov_pixels=3840)
-    assert [tuple(r) for r in rows] == [SUMMARY_FIELDS] * 2
+    assert [tuple(r) for r in rows] == [MEASUREMENT_FIELDS] * 2
     assert rows[0] == {
         "image": "a.png",
         "lesion": "EX",
@@ -96,6 +102,36 @@ def test_summary_table_saves_reloads_and_replaces_rows(tmp_path) -> None:
     again.flush()
     assert [r["image"] for r in read_csv(path, SUMMARY_FIELDS)] == ["b.png"]
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_summary_tables_of_earlier_versions_still_load(tmp_path) -> None:
+    path = tmp_path / "summary.csv"
+    write_csv_atomic(path, MEASUREMENT_FIELDS, summary_rows("b.png", _exudate_mask()[None], ["EX"], 3840))
+    table = SummaryTable(path)  # written before the run columns existed: they read as empty
+    assert table.lesions_of("b.png") == ["EX"] and table.rows()[0]["model"] == ""
+    path.write_text("image,area\nb.png,3\n")
+    with pytest.raises(ValueError, match=r"summary\.csv: expected columns"):
+        SummaryTable(path)
+
+
+def test_table_names_and_model_columns(tmp_path) -> None:
+    (tmp_path / "eyes" / "left").mkdir(parents=True)
+    photo = tmp_path / "eyes" / "left" / "a.jpg"
+    photo.write_bytes(b"")
+    assert table_name(photo, tmp_path / "eyes") == "left/a.jpg"
+    assert table_name(photo, photo) == "a.jpg"  # a single file: named in its folder
+    assert table_name(photo, tmp_path / "other") == str(photo) and table_name(photo, None) == str(photo)
+    origin = {"known": True, "synthetic": False, "trained_on": "/data/IDRiD"}
+    provenance = {"bundle": "exudate_dsm", "version": "0.6.0", "model": origin}
+    assert model_columns(0.4, provenance, "/m/model.pt") == {
+        "threshold": 0.4,
+        "model": "exudate_dsm 0.6.0 model.pt",
+        "model_origin": "/data/IDRiD",
+    }
+    assert model_columns(0.5, {"model": {"known": True, "synthetic": True}}, None)["model_origin"] == (
+        "synthetic demo set"
+    )
+    assert model_columns(0.5, {}, None) == {"threshold": 0.5, "model": "unknown", "model_origin": "unknown"}
 
 
 def test_summary_table_rejects_a_foreign_csv(tmp_path) -> None:

@@ -204,6 +204,7 @@ def test_summary_and_overlay_of_a_hand_built_case(tmp_path) -> None:
     runner.run([{"image": str(tmp_path / "case.png")}])
     rows = {r["lesion"]: r for r in _summary(out)}
     fov = 48 * 80
+    segmented_at = rows["EX"].pop("segmented_at")
     assert rows["EX"] == {
         "image": str(tmp_path / "case.png"),
         "lesion": "EX",
@@ -211,7 +212,11 @@ def test_summary_and_overlay_of_a_hand_built_case(tmp_path) -> None:
         "area_pct_fov": str(round(100 * 12 / fov, 6)),
         "num_lesions": "3",
         "largest_lesion_px": "9",
+        "threshold": "0.5",
+        "model": "unknown",
+        "model_origin": "unknown",
     }
+    assert segmented_at.startswith("20") and segmented_at.endswith("Z")
     assert (rows["HE"]["area_px"], rows["HE"]["num_lesions"], rows["HE"]["largest_lesion_px"]) == ("10", "1", "10")
     assert float(rows["HE"]["area_pct_fov"]) == pytest.approx(100 * 10 / fov, abs=1e-6)
     overlay = _read(out / "case_overlay.png")
@@ -385,12 +390,17 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
         width, height = Image.open(path).size
         assert _read(out / f"{path.stem}_EX_mask.png").shape == (height, width)
         assert _read(out / f"{path.stem}_overlay.jpg").shape == (height, width, 3)
-    assert [(r["image"], r["lesion"]) for r in _summary(out)] == [(str(p), "EX") for p in inputs]
+    rows = _summary(out)
+    assert [(r["image"], r["lesion"]) for r in rows] == [(p.name, "EX") for p in inputs]  # relative to the input
+    metadata = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "metadata.json").read_text())
+    model = f"{metadata['name']} {metadata['version']} model.pt"
+    assert {(r["model"], r["model_origin"], r["threshold"]) for r in rows} == {(model, "unknown", "0.5")}
     assert "broken.jpg" in (out / "failures.csv").read_text()
     import hashlib
 
-    settings = json.loads((out / "manifest.json").read_text())["settings"]
-    metadata = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "metadata.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    settings = manifest["settings"]
+    assert "q / 255" in manifest["runs"][-1]["encoding"]["prob"]
     # a checkpoint without a provenance record beside it: its origin is recorded as unknown
     assert settings["provenance"] == {
         "bundle": metadata["name"],
