@@ -8,34 +8,50 @@ from pathlib import Path
 
 import numpy as np
 from ignite.engine import Engine, Events
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from monai_exudate.data.atomic import atomic_save_image, atomic_write_json
 from monai_exudate.engines.utils import update_pixel_counts
 from monai_exudate.metrics.pixel import AUPR_THRESHOLDS, PixelCounts, precision_recall_points, trapezoid_auc
 
 
-def draw_pr_curve(recall: np.ndarray, precision: np.ndarray, title: str, size: int = 400) -> Image.Image:
-    """Render a precision-recall curve (points in threshold order) as a small RGB picture."""
-    margin = 40
-    img = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(img)
-    span = size - 2 * margin
+def draw_pr_curve(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    title: str,
+    thresholds: Sequence[float] = AUPR_THRESHOLDS,
+    size_inches: float = 4.5,
+    dpi: int = 100,
+) -> Image.Image:
+    """A precision-recall curve drawn with matplotlib: labelled axes, the points at each threshold, and two operating
+    points marked: threshold 0.5 (the reported scores) and the F-maximising threshold (the operating threshold that
+    validation stores). ``recall``/``precision`` are in ``thresholds`` order, plus the appended (0, 1) end point.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    def xy(r: float, p: float) -> tuple[float, float]:
-        return margin + r * span, size - margin - p * span
-
-    draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
-    for tick in (0.0, 0.5, 1.0):
-        draw.text((xy(tick, 0)[0] - 8, size - margin + 6), f"{tick:.1f}", fill="black")
-        draw.text((6, xy(0, tick)[1] - 6), f"{tick:.1f}", fill="black")
-    draw.text((size // 2 - 20, size - 16), "recall", fill="black")
-    draw.text((6, 8), f"{title}  precision", fill="black")
-    points = [xy(float(r), float(p)) for r, p in zip(recall, precision)]
-    draw.line(points, fill=(200, 30, 30), width=2)
-    for x, y in points:
-        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(200, 30, 30))
-    return img
+    recall, precision = np.asarray(recall, float), np.asarray(precision, float)
+    figure = Figure(figsize=(size_inches, size_inches), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(recall, precision, "-o", color="#c81e1e", markersize=3, linewidth=1.5, label="PR curve")
+    levels = np.asarray(list(thresholds), float)
+    f_scores = 2 * precision[: len(levels)] * recall[: len(levels)]
+    f_scores = np.divide(f_scores, precision[: len(levels)] + recall[: len(levels)], where=f_scores > 0, out=f_scores)
+    best = int(np.argmax(f_scores))
+    marks = [(best, "*", 14, f"F-max {f_scores[best]:.3f} at {levels[best]:.2f}")]
+    half = np.flatnonzero(np.isclose(levels, 0.5))
+    if half.size:
+        marks.insert(0, (int(half[0]), "s", 8, f"F {f_scores[half[0]]:.3f} at 0.50"))
+    for index, marker, size, label in marks:
+        axes.plot(recall[index], precision[index], marker, markersize=size, color="#1f4e9c", label=label)
+    axes.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall (sensitivity)", ylabel="precision (PPV)", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    canvas = figure.canvas
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
 
 class PRCurveHandler:

@@ -106,16 +106,13 @@ def test_training_registers_a_model_that_says_where_it_came_from(server, trained
     assert {"model/MLmodel", "model/artifacts", "model/code", "model/input_example.json"} <= artifacts
 
 
-def test_registered_model_predicts_what_bundle_inference_writes(server, trained):
+def test_registered_model_predicts_what_bundle_inference_writes(server, trained, monkeypatch):
     import mlflow.pyfunc
 
     (trained["root"] / "pyfunc").mkdir()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(server)  # where models:/ URIs are looked up
-    try:
-        model = mlflow.pyfunc.load_model("models:/exudate_dsm/1", dst_path=str(trained["root"] / "pyfunc"))
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # where models:/ URIs are looked up (mlflow.set_tracking_uri would also set it for every later test)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    model = mlflow.pyfunc.load_model("models:/exudate_dsm/1", dst_path=str(trained["root"] / "pyfunc"))
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
     assert [c.name for c in model.metadata.get_output_schema().inputs] == ["EX"]
     photo = trained["photo"]

@@ -113,7 +113,10 @@ def test_pr_curve_files_match_aupr(tmp_path):
     assert report["recall"][0] == pytest.approx(1.0)  # threshold 0: every labelled pixel has prob > 0
     assert report["recall"] == sorted(report["recall"], reverse=True)
     with Image.open(tmp_path / "epoch_001" / "pr_EX.png") as picture:
-        assert picture.format == "PNG" and picture.size == (400, 400)
+        assert picture.format == "PNG" and picture.size == (450, 450)
+        pixels = np.asarray(picture.convert("RGB"))
+    # the curve (red) and the operating points at 0.5 and at the F-maximising threshold (blue) are drawn
+    assert (pixels == (200, 30, 30)).all(-1).any() and (pixels == (31, 78, 156)).all(-1).any()
 
 
 def test_metrics_report_has_evaluator_metrics(tmp_path):
