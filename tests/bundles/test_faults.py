@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -71,42 +69,3 @@ def test_same_seed_gives_the_same_loss_curve(tmp_path):
         curves.append([m.value for m in client.get_metric_history(run.info.run_id, "train_loss")])
     assert len(curves[0]) >= 4
     assert curves[0] == pytest.approx(curves[1], rel=1e-6, abs=1e-7)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_mlflow_server_receives_the_run(tmp_path):
-    import mlflow
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
-        subprocess.run(_train_cmd(tmp_path, 1, "--tracking_uri", uri), cwd=REPO, check=True, capture_output=True)
-        client = mlflow.MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name("exudate_dsm")
-        run = client.search_runs([experiment.experiment_id])[0]
-        assert run.data.params["arch"] == "pspnet"
-        assert "train_loss" in run.data.metrics and "alpha" in run.data.metrics
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -98,6 +98,8 @@ def test_training_registers_a_model_that_says_where_it_came_from(server, trained
     assert float(version.tags["val_aupr"]) == pytest.approx(package["validation"]["metrics"]["val_aupr"])
     assert version.tags["synthetic"] == "True" and version.tags["validation_epoch"] == "1"
     run_ = client.get_run(version.run_id)
+    # the training run reached the server: parameters, the loss per iteration and alpha per epoch
+    assert run_.data.params["arch"] == "pspnet" and {"train_loss", "alpha"} <= set(run_.data.metrics)
     assert run_.data.tags["synthetic"] == "True" and run_.data.tags["bundle"] == "exudate_dsm"
     assert run_.data.tags["datalist_sha256"] == package["provenance"]["datalist_sha256"]
     experiment = client.get_experiment(run_.info.experiment_id)

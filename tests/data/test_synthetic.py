@@ -65,7 +65,7 @@ def test_exudate_mask_matches_colour_and_masks_are_disjoint():
         assert not (ex & others).any()
         assert not (masks["HE"] & masks["MA"]).any()
         near = ndi.binary_dilation(ex, iterations=6) & ~ndi.binary_dilation(ex, iterations=2)
-        near &= ~others & ~masks["drusen"] & ~masks["od_rim"] & (img.sum(-1) > 30)
+        near &= ~others & ~masks["drusen"] & ~masks["od_rim"] & ~masks["od_halo"] & ~masks["sheen"] & (img.sum(-1) > 30)
         ex_col, near_col = img[ex].mean(0), img[near].mean(0)
         assert ex_col.sum() > near_col.sum() + 60  # brighter than the surrounding retina
         assert ex_col[0] > near_col[0] and ex_col[1] > near_col[1] + 40  # yellow: red and green up
@@ -76,7 +76,7 @@ def test_exudate_mask_matches_colour_and_masks_are_disjoint():
 
 
 def test_confusers_are_not_exudates():
-    seen = dict.fromkeys(("drusen", "reflex", "od_rim"), 0)
+    seen = dict.fromkeys(("drusen", "reflex", "od_rim", "od_halo", "sheen"), 0)
     for seed in range(3):
         image, masks = generate_fundus((720, 480), seed=seed, return_confusers=True)
         img = image.astype(np.float64)
@@ -86,6 +86,8 @@ def test_confusers_are_not_exudates():
             seen[key] += int(masks[key].sum())
         assert not (masks["drusen"] & lesions).any()
         assert not (masks["od_rim"] & masks["OD"]).any()
+        # the disc's glow and the reflexes are bright: as bright as exudates in the red and green channels
+        assert img[masks["od_halo"]].mean(0)[1] > img[~lesions & (img.sum(-1) > 30)].mean(0)[1]
         # Drusen are whiter (less saturated) than exudates.
         if masks["drusen"].any():
             assert _saturation(img[masks["drusen"]].mean(0)) < _saturation(img[masks["EX"]].mean(0)) - 0.05
@@ -214,8 +216,8 @@ def test_invalid_generator_arguments():
         generate_fundus((64, 64), seed=1.5)
 
 
-def test_seeded_photographs_are_unchanged_since_0_4_0():
-    """The generator's split into a subpackage (geometry, vessels, lesions, render, writer) changed no pixel."""
+def test_seeded_photographs_are_pinned():
+    """Seeded photographs are reproducible; 0.6.0 changed them once, adding the look-alikes (``lookalikes.py``)."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -225,4 +227,23 @@ def test_seeded_photographs_are_unchanged_since_0_4_0():
         for name in sorted(masks):
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(masks[name]).tobytes())
-    assert digest.hexdigest() == "e5bd3855cf7db80ad3ea281cf29e89e841bd13ce3f8fcf7012a801875dd1ec85"
+    assert digest.hexdigest() == "21f7c3c0d7867715cc365127be6fc27df676313fbbaacbf0a25970fc2b4f1234"
+
+
+def test_field_of_view_notch_and_edge_glare_appear_in_the_set():
+    """Some photographs carry a notch cut into the field's edge (black, no lesion) and a glare along the edge."""
+    notched = glared = 0
+    for seed in range(12):
+        image, masks = generate_fundus((240, 160), seed=seed, return_confusers=True)
+        glared += bool(masks["glare"].any())
+        # a notch: dark pixels inside the fitted circle's radius, at its edge
+        dark = image.sum(-1) < 15
+        ys, xs = np.nonzero(~dark)
+        cy, cx = ys.mean(), xs.mean()
+        radius = np.hypot(ys - cy, xs - cx).max()
+        yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+        inside = np.hypot(yy - cy, xx - cx) < 0.97 * radius
+        notched += bool((dark & inside).sum() > 4)
+        lesions = masks["EX"] | masks["HE"] | masks["SE"] | masks["MA"]
+        assert not (lesions & dark).any()
+    assert notched >= 2 and glared >= 2

@@ -26,6 +26,7 @@ from monai_exudate.data.synthetic.geometry import (
     _smooth_noise,
 )
 from monai_exudate.data.synthetic.lesions import _blend, _drusen, _exudates, _paint, _red_lesions, _soft_exudates
+from monai_exudate.data.synthetic.lookalikes import border_glare, disc_halo, light_reflexes, notch_mask
 from monai_exudate.data.synthetic.vessels import _render_vessels
 
 __all__ = ["generate_fundus", "lesion_statistics"]
@@ -40,7 +41,8 @@ def _render(
     xx = np.arange(width, dtype=_F32)[None, :]
     dist_c = np.sqrt((xx - _F32(g.cx)) ** 2 + (yy - _F32(g.cy)) ** 2)
     rho = dist_c / _F32(g.r)
-    fov = rho <= 1.0
+    notch = notch_mask(rng, g, yy, xx)
+    fov = (rho <= 1.0) & ~notch
 
     # Reflectance: orange-red base with low- and mid-frequency texture, a darker macula.
     base = np.array([rng.uniform(205, 240), 0.0, 0.0], _F32)
@@ -80,9 +82,11 @@ def _render(
     _paint(window, disc, (265, 205, 130))
     _paint(window, cup, (275, 245, 205))
     _paint(window, rim, (250, 228, 200))
+    halo = disc_halo(rng, g, albedo, yy, xx)
 
     reflex = _render_vessels(rng, g, albedo)
     _blend(albedo, reflex, (255, 200, 175))
+    sheen = light_reflexes(rng, g, albedo, yy, xx)
 
     # Lesions on the occupancy map, EX first so its pixel budget is met before others take room.
     layers = _Layers(height, width, owner)
@@ -103,8 +107,10 @@ def _render(
     illum = 1.0 - rng.uniform(0.3, 0.5) * rho ** rng.uniform(2.0, 3.5)
     illum += rng.uniform(0.0, 0.1) * ((xx - _F32(g.cx)) * math.cos(tilt) + (yy - _F32(g.cy)) * math.sin(tilt)) / g.r
     illum += 0.04 * _smooth_noise(rng, height, width, g.r / 3.0)
-    illum *= rng.uniform(0.85, 1.05) * np.clip((g.r - dist_c) / 1.2 + 0.5, 0.0, 1.0)
+    illum *= rng.uniform(0.85, 1.05) * np.clip((g.r - dist_c) / 1.2 + 0.5, 0.0, 1.0) * ~notch
     img = albedo * illum[..., None]
+    glare = border_glare(rng, g, rho, yy, xx) * (illum > 0)
+    _blend(img, glare, (255, 210, 150))
     img += rng.standard_normal(img.shape, dtype=_F32) * (1.0 + 0.012 * img) * (illum > 0)[..., None]
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
@@ -117,7 +123,12 @@ def _render(
         "drusen": drusen > 0.2,
         "reflex": (reflex > 0.1) & (owner == _FREE) & fov,
         "od_rim": np.zeros((height, width), bool),
+        "od_halo": (halo > 0.1) & ~od & fov,
+        "sheen": (sheen > 0.05) & fov,
+        "glare": (glare > 0.05) & fov,
     }
+    for key in ("od_halo", "sheen", "glare"):  # painted over a lesion, a pixel stays the lesion's
+        masks[key] &= ~(masks["EX"] | masks["HE"] | masks["SE"] | masks["MA"])
     masks["od_rim"][y0:y1, x0:x1] = rim > 0.1
     masks["od_rim"] &= ~od & fov
     return image, masks
@@ -137,8 +148,10 @@ def generate_fundus(
         seed: non-negative int or a ``numpy.random.Generator``; the same int gives identical arrays.
         background_to_exudate: target ratio of non-EX to EX pixels over the whole image (per-image jitter around it).
         se_probability: chance that the image has soft exudates (otherwise its SE mask is all False).
-        return_confusers: also return masks of the bright look-alikes that are not lesions:
-            ``drusen``, ``reflex`` (vessel light reflex) and ``od_rim`` (pale rim round the optic disc).
+        return_confusers: also return masks of the bright look-alikes that are not lesions: ``drusen``, ``reflex``
+            (vessel light reflex), ``od_rim`` (pale rim round the optic disc), ``od_halo`` (the disc's bright glow),
+            ``sheen`` (nerve-fibre-layer and foveal reflexes) and ``glare`` (stray light along the field's edge);
+            the field of view may carry a notch cut into its edge (see ``lookalikes``).
 
     Returns:
         RGB uint8 image (H, W, 3) and boolean masks (H, W) for "EX", "HE", "SE", "MA", "OD".
@@ -168,7 +181,8 @@ def generate_fundus(
     crop, crop_masks = _render(rng, local, ex_target, se_probability)
     image = np.zeros((height, width, 3), np.uint8)
     image[by0:by1, bx0:bx1] = crop
-    keys = ("EX", "HE", "SE", "MA", "OD") + (("drusen", "reflex", "od_rim") if return_confusers else ())
+    confusers = ("drusen", "reflex", "od_rim", "od_halo", "sheen", "glare")
+    keys = ("EX", "HE", "SE", "MA", "OD") + (confusers if return_confusers else ())
     masks = {}
     for key in keys:
         masks[key] = np.zeros((height, width), bool)

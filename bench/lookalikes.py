@@ -1,0 +1,128 @@
+"""What a model trained only on the synthetic default set marks on real photographs that are not exudates.
+
+Usage: ``python bench/lookalikes.py --ckpt_dir bundles/exudate_dsm/models [--dataset_dir IDRIDSAMPLE] [--out FILE]``.
+
+Runs the bundle's ``inference.json`` on every photograph of the dataset folder (default: the 8-photograph IDRiD
+sample beside the repository; the default model never trains on it), at the model's stored operating threshold,
+then scores its maps against the hard-exudate masks at the photographs' own size: false-positive exudate area (in
+pixels, and in % of all pixels), the largest false-positive component (8-connected; its area and centre as a
+fraction of width and height: the optic disc lies at x about 0.75-0.85, y about 0.45 in IDRiD), pixel AUPR, F and
+IoU from the probability maps (the project's metrics), and the same at 0.5. Prints a markdown table and writes it
+to ``--out`` with a JSON file of the figures beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage as ndi
+
+from monai_exudate.data.indexers import build_datalist
+from monai_exudate.metrics import PixelCounts
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "data" / "idrid_sample"
+EIGHT = np.ones((3, 3), bool)
+
+
+def run_inference(ckpt_dir: Path, photos: Path, out: Path) -> None:
+    """The bundle's inference command, as a user runs it (probability maps and masks only)."""
+    configs = REPO / "bundles" / "exudate_dsm" / "configs"
+    command = [
+        sys.executable, "-m", "monai.bundle", "run",
+        "--config_file", str(configs / "inference.json"), "--meta_file", str(configs / "metadata.json"),
+        "--ckpt_dir", str(ckpt_dir), "--dataset_dir", str(photos), "--output_dir", str(out),
+        "--formats", "['prob','mask']", "--progress", "False",
+    ]  # fmt: skip
+    subprocess.run(command, check=True, cwd=REPO)
+
+
+def score(datalist: list[dict], out: Path) -> dict:
+    """False positives and pixel scores of the maps in ``out`` against the EX masks of ``datalist``."""
+    counts, at_half = PixelCounts(), PixelCounts(threshold=0.5)
+    fp_area, total, largest = 0, 0, {"area_px": 0}
+    for item in datalist:
+        stem = Path(item["image"]).stem
+        truth = np.asarray(Image.open(item["EX"]).convert("L")) > 0
+        mask = np.asarray(Image.open(out / f"{stem}_EX_mask.png")) > 0
+        levels = np.asarray(Image.open(out / f"{stem}_EX_prob.png"), dtype=np.float32)
+        probs = torch.from_numpy(levels / 255.0)[None, None]
+        target = torch.from_numpy(truth.astype(np.float32))[None, None]
+        counts.update(probs, target)
+        at_half.update(probs, target)
+        false_positive = mask & ~truth
+        fp_area += int(false_positive.sum())
+        total += truth.size
+        labels, n = ndi.label(false_positive, structure=EIGHT)
+        if n:
+            sizes = np.bincount(labels.ravel())[1:]
+            biggest = int(np.argmax(sizes)) + 1
+            if sizes[biggest - 1] > largest["area_px"]:
+                ys, xs = np.nonzero(labels == biggest)
+                h, w = truth.shape
+                largest = {
+                    "area_px": int(sizes[biggest - 1]),
+                    "image": stem,
+                    "centre_x": round(float(xs.mean()) / w, 3),
+                    "centre_y": round(float(ys.mean()) / h, 3),
+                }
+    stored = counts.compute()[0]
+    half = at_half.compute()[0]
+    return {
+        "photographs": len(datalist),
+        "fp_area_px": fp_area,
+        "fp_area_pct": round(100.0 * fp_area / total, 4),
+        "largest_fp": largest,
+        "aupr": round(float(stored["aupr"]), 4),
+        "f_at_0.5": round(float(half["f"]), 4),
+        "iou_at_0.5": round(float(half["iou"]), 4),
+    }
+
+
+def markdown(label: str, figures: dict) -> str:
+    big = figures["largest_fp"]
+    where = f"{big.get('image')} at ({big.get('centre_x')}, {big.get('centre_y')})" if big["area_px"] else "-"
+    return (
+        "| model | FP exudate px (% of pixels) | largest FP component px | where | AUPR | F at 0.5 | IoU at 0.5 |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {label} | {figures['fp_area_px']} ({figures['fp_area_pct']}) | {big['area_px']} | {where} | "
+        f"{figures['aupr']} | {figures['f_at_0.5']} | {figures['iou_at_0.5']} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ckpt_dir", type=Path, required=True)
+    parser.add_argument("--dataset_dir", type=Path, default=SAMPLE)
+    parser.add_argument("--label", default="default model")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if not (args.dataset_dir / "A. Segmentation").is_dir():
+        raise SystemExit(f"no IDRiD-layout dataset at {args.dataset_dir}")
+    datalist = build_datalist("idrid", str(args.dataset_dir))
+    items = [d for section in ("training", "testing") for d in datalist.get(section, []) if d.get("EX")]
+    with tempfile.TemporaryDirectory(prefix="lookalikes_") as tmp:
+        photos = Path(tmp) / "photos"
+        photos.mkdir()
+        for item in items:  # one flat folder of the photographs, linked
+            (photos / Path(item["image"]).name).symlink_to(Path(item["image"]).resolve())
+        out = Path(tmp) / "out"
+        run_inference(args.ckpt_dir, photos, out)
+        figures = score(items, out)
+    table = markdown(args.label, figures)
+    print(table)
+    if args.out is not None:
+        args.out.write_text(table + "\n")
+        args.out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
