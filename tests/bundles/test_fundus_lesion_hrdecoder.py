@@ -155,11 +155,31 @@ def test_evaluate_reports_every_metric_at_original_size(trained):
 
 
 def test_missing_mask_rule_changes_soft_exudate_counts(trained):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
     from monai_exudate.data.indexers import build_datalist
 
-    testing = build_datalist("idrid", trained["dataset_dir"])["testing"]
+    # a copy of the tiny set whose test split holds photographs with and without an SE mask
+    data = Path(trained["root"]) / "data_mixed_se"
+    shutil.copytree(trained["dataset_dir"], data)
+    testing = build_datalist("idrid", str(data))["testing"]
+    first = testing[0]
+    if all(item["SE"] is not None for item in testing):
+        (data / first["SE"]).unlink()
+    elif not any(item["SE"] is not None for item in testing):
+        ex_mask = data / first["EX"]
+        se_mask = Path(str(ex_mask).replace("3. Hard Exudates", "4. Soft Exudates").replace("_EX.tif", "_SE.tif"))
+        se_mask.parent.mkdir(parents=True, exist_ok=True)
+        width, height = Image.open(data / first["image"]).size
+        blob = np.zeros((height, width), np.uint8)
+        blob[height // 3 : height // 3 + 6, width // 3 : width // 3 + 8] = 255
+        Image.fromarray(blob).save(se_mask)
+    testing = build_datalist("idrid", str(data))["testing"]
     present = [item["SE"] is not None for item in testing]
-    assert any(present) and not all(present), "the tiny test split must hold images with and without an SE mask"
+    assert any(present) and not all(present), "the test split must hold images with and without an SE mask"
     results = {}
     for rule in ("negative", "ignore"):
         out = Path(trained["root"]) / f"eval_{rule}"
@@ -167,7 +187,7 @@ def test_missing_mask_rule_changes_soft_exudate_counts(trained):
             "evaluating",
             config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
             **TINY,
-            **_dirs(trained),
+            **{**_dirs(trained), "dataset_dir": str(data)},
             eval_dir=str(out),
             missing_masks=rule,
             run_name=f"rule_{rule}",
