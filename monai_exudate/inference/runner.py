@@ -37,7 +37,7 @@ from monai_exudate.inference.records import (
     utc_now,
 )
 from monai_exudate.inference.run_state import InferenceReport, RunState
-from monai_exudate.inference.summary import SummaryTable, model_columns, table_name
+from monai_exudate.inference.summary import SummaryTable, model_columns
 from monai_exudate.inference.writers import (
     OUTPUT_FORMATS,
     OutputLayout,
@@ -277,11 +277,11 @@ class FundusInferenceRunner:
                 table.remove(image)
             table.flush()
         manifest.begin(len(items))
-        state = RunState(self.output_dir, table, self.strict)
+        state = RunState(self.output_dir, table, self.strict, self.input_root)
         state.report.found, state.report.run_id = len(items), run_id
         completed = False
         try:
-            pending = self._plan(items, state)
+            pending = state.plan(items, self.layout.complete, self.lesion_names, self.image_key, self.overwrite)
             state.raise_if_fatal()
             if pending:
                 self._stream(pending, state)
@@ -292,39 +292,6 @@ class FundusInferenceRunner:
             manifest.finish(self.output_dir / FAILURES_FILE, state.report, completed)
         logger.info("%s", state.report)
         return state.report
-
-    def _plan(self, items: Sequence[Mapping[str, Any] | str | os.PathLike], state: RunState) -> list[dict[str, str]]:
-        """Items still to segment; done ones are counted as skipped, clashes of output names as failures."""
-        earlier = {Path(image).stem: image for image in state.table.images()}  # by table name
-        owners: dict[str, str] = {}
-        pending = []
-        for item in items:
-            path = str(item[self.image_key] if isinstance(item, Mapping) else item)
-            stem = Path(path).stem
-            if stem in owners:
-                owner = owners[stem]
-                state.fail(
-                    path, "listed twice" if owner == path else f"output name {stem!r} is already used by {owner}"
-                )
-                continue
-            name = table_name(path, self.input_root)
-            previous = earlier.get(stem, name)
-            if previous != name:
-                if not self.overwrite:
-                    state.fail(
-                        path,
-                        f"output name {stem!r} is already used by {previous} (earlier run, see {SUMMARY_FILE}); "
-                        "use another output_dir or overwrite",
-                    )
-                    continue
-                state.table.remove(previous)
-            owners[stem] = path
-            done = self.layout.complete(stem) and sorted(state.table.lesions_of(name)) == sorted(self.lesion_names)
-            if done and not self.overwrite:
-                state.report.skipped += 1
-            else:
-                pending.append({self.image_key: path})
-        return pending
 
     def _stream(self, pending: list[dict[str, str]], state: RunState) -> None:
         dataset = InferenceDataset(
@@ -452,7 +419,7 @@ class FundusInferenceRunner:
                 atomic_write_bytes(self.layout.overlay(stem), data)
             if volume is not None:
                 atomic_write_bytes(self.layout.nifti_prob(stem), encode_nifti(volume, self.lesion_names))
-            name = table_name(path, self.input_root)
+            name = state.name(path)
             facts = {**self._model_columns, "segmented_at": utc_now()}
             rows = summary_rows(name, masks, self.lesion_names, int(info["fov_pixels"]))
             state.table.update(name, [{**row, **facts} for row in rows])

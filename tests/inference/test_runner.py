@@ -471,3 +471,16 @@ def test_overlay_legend_sits_in_the_corner_and_names_the_model(tmp_path) -> None
     assert len(changed) and changed[:, 0].min() > 100 and changed[:, 1].max() < 240
     settings = json.loads((legend / "manifest.json").read_text())["settings"]
     assert settings["overlay_legend"] is True
+
+
+def test_rows_are_named_relative_to_the_input_folder_and_a_failed_redo_drops_them(tmp_path) -> None:
+    photos = tmp_path / "photos"
+    items = [str(_write(photos / "eye" / "a.png")), str(_write(photos / "b.png", 70, 90, seed=3))]
+    out = tmp_path / "out"
+    assert _runner(out, ChannelProbe([0]), input_root=photos).run(items).processed == 2
+    assert sorted(r["image"] for r in _summary(out)) == ["b.png", "eye/a.png"]
+    Path(items[0]).write_bytes(b"no longer a photograph")
+    report = _runner(out, ChannelProbe([0]), input_root=photos, overwrite=True).run(items)
+    assert (report.processed, len(report.failed)) == (1, 1)
+    # the old rows of the photograph that failed would describe outputs this run could not make
+    assert [r["image"] for r in _summary(out)] == ["b.png"]
