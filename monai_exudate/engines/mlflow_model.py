@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine, Events
+from mlflow.entities import RunTag
 from PIL import Image
 
 from monai_exudate.engines.model_package import PACKAGE_FILE
@@ -73,7 +74,7 @@ class MLflowModelHandler:
         self.example_image = example_image
         self.artifact_folders = {str(k): Path(v) for k, v in (artifact_folders or {}).items()}
         self.enabled = bool(enabled)
-        self._tagged = False
+        self._trained_this_run = False  # set by the first epoch: a finished run resumed at its end trains none
 
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
@@ -96,7 +97,7 @@ class MLflowModelHandler:
 
     def tag_run(self, engine: Engine | None = None) -> None:
         """Tag the run with the model's origin (once per run)."""
-        if self._tagged:
+        if self._trained_this_run:
             return
         package = self._package()
         provenance = package.get("provenance") or {}
@@ -110,11 +111,10 @@ class MLflowModelHandler:
         }
         run = self._run()
         client = self.mlflow_handler.client
-        for key, value in tags.items():
-            client.set_tag(run.info.run_id, key, str(value))
+        client.log_batch(run.info.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
         # MLflow 3's UI opens an experiment on its GenAI (traces) view unless the experiment says it trains models
         client.set_experiment_tag(run.info.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        self._tagged = True
+        self._trained_this_run = True
 
     def log_model(self, engine: Engine | None = None) -> Any:
         """Log the trained model under the run's ``model`` path and register it; return the model version (or None).
@@ -122,7 +122,7 @@ class MLflowModelHandler:
         A run that trained no epoch (a re-run of a finished training, which resumes at its end) logs nothing: the model
         is already in the earlier run and the registry.
         """
-        if not self._tagged:
+        if not self._trained_this_run:
             logger.info("no epoch was trained in this run: the model is not logged again")
             return None
         import mlflow.pyfunc

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 
-from monai_exudate.inference.predictor import FundusPredictor, decode_photo
+from monai_exudate.inference.predictor import FundusPredictor
 
 __all__ = ["IMAGE_COLUMN", "FundusLesionModel", "model_signature", "photo_inputs"]
 
@@ -46,7 +46,7 @@ class FundusLesionModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
         """Per-lesion probability maps of each photograph in ``model_input`` (see the class docstring)."""
-        maps = [self.predictor.predict(decode_photo(photo)) for photo in photo_inputs(model_input)]
+        maps = [self.predictor.predict(photo) for photo in photo_inputs(model_input)]
         lesions = self.predictor.lesion_names
         return pd.DataFrame({lesion: [m[c] for m in maps] for c, lesion in enumerate(lesions)}, columns=lesions)
 

@@ -87,7 +87,7 @@ class FundusPredictor:
 
     def predict(self, photo: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
         """Probabilities ``(len(lesion_names), H, W)`` of ``photo``: a file path, the bytes of an image file (JPEG,
-        PNG, TIFF...), or an ``(H, W, 3)`` uint8 RGB array."""
+        PNG, TIFF...) or their base64 text, or an ``(H, W, 3)`` uint8 RGB array (see :func:`decode_photo`)."""
         if isinstance(photo, (str, os.PathLike)) and _is_file(photo):
             return self._predict_file(str(photo))
         with tempfile.TemporaryDirectory(prefix="fundus_photo_") as folder:
