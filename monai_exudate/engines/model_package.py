@@ -97,6 +97,8 @@ class ModelPackageWriter:
         self.weights = str(weights)
         self.threshold_file = threshold_file
         self.validation: dict[str, Any] | None = None
+        # the code that trains: looked up once (two git calls), not at every validation's rewrite
+        self._code: dict[str, Any] | None = None
         self._trainer: Engine | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -119,6 +121,11 @@ class ModelPackageWriter:
         self.validation = {"epoch": epoch, "metrics": metrics}
         atomic_write_json(self.record(), self.path)
 
+    def _code_versions(self) -> dict[str, Any]:
+        if self._code is None:
+            self._code = {"git_commit": git_commit(), "packages": package_versions()}
+        return self._code
+
     def record(self) -> dict[str, Any]:
         """The package as written."""
         return {
@@ -136,8 +143,7 @@ class ModelPackageWriter:
                 "datalist_sha256": datalist_sha256(self.datalist),
                 "images": {section: len(items) for section, items in self.datalist.items()},
                 "seed": self.seed,
-                "git_commit": git_commit(),
-                "packages": package_versions(),
+                **self._code_versions(),
             },
         }
 
