@@ -1,0 +1,59 @@
+"""Training, evaluation and inference of each bundle prepare a photograph identically (one chain, three configs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+# one non-default geometry per bundle, so an argument dropped from one config shows up as a difference
+SETTINGS = {
+    "exudate_dsm": {"spatial_size": [96, 64], "fov_crop": True},
+    "fundus_lesion_hrdecoder": {"resize_size": [96, 64]},
+}
+
+
+def _photo(folder: Path) -> dict[str, str]:
+    """A 200x140 photograph: a bright disc on black (so the field-of-view crop acts) with one exudate mask."""
+    yy, xx = np.mgrid[:140, :200]
+    inside = (xx - 104) ** 2 + (yy - 70) ** 2 < 64**2
+    rng = np.random.default_rng(0)
+    photo = np.where(inside[..., None], rng.integers(60, 200, (140, 200, 3)), 0).astype(np.uint8)
+    mask = ((xx - 90) ** 2 + (yy - 60) ** 2 < 6**2).astype(np.uint8) * 255
+    Image.fromarray(photo).save(folder / "photo.png")
+    Image.fromarray(mask).save(folder / "photo_EX.png")
+    return {"image": str(folder / "photo.png"), "EX": str(folder / "photo_EX.png")}
+
+
+def _chain(bundle: str, configs: list[str], name: str, tmp_path: Path):
+    folder = REPO / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(folder / c) for c in configs])
+    parser.update({**SETTINGS[bundle], "ckpt_path": str(tmp_path / "absent.pt"), "lesions": ["EX"]})
+    return parser.get_parsed_content(name)
+
+
+@pytest.mark.parametrize("bundle", sorted(SETTINGS))
+def test_training_evaluation_and_inference_prepare_the_photograph_alike(bundle, tmp_path, caplog):
+    item = _photo(tmp_path)
+    train = _chain(bundle, ["train.json"], "validate#preprocessing", tmp_path)
+    evaluate = _chain(bundle, ["train.json", "evaluate.json"], "validate#preprocessing", tmp_path)
+    infer = _chain(bundle, ["inference.json"], "preprocessing", tmp_path)
+    assert "no model_package.json" in caplog.text  # no package beside the absent weights: the run's settings apply
+    trained, evaluated, inferred = train(dict(item)), evaluate(dict(item)), infer({"image": item["image"]})
+    assert tuple(trained["image"].shape[1:]) == tuple(SETTINGS[bundle].get("spatial_size", [96, 64]))
+    assert torch.equal(trained["image"].as_tensor(), evaluated["image"].as_tensor())
+    assert torch.equal(trained["image"].as_tensor(), inferred["image"].as_tensor())
+    # training resizes the label with the photograph; evaluation keeps it at the photograph's size for scoring
+    assert tuple(trained["label"].shape[1:]) == tuple(trained["image"].shape[1:])
+    assert tuple(evaluated["label"].shape[1:]) == (200, 140) and float(evaluated["label"].sum()) > 0
+    assert "label" not in inferred and inferred["fov_pixels"] > 0
+    # the evaluation and inference chains invert to the photograph's own grid the same way
+    restored = [t.inverse({"image": d["image"]})["image"] for t, d in ((evaluate, evaluated), (infer, inferred))]
+    assert tuple(restored[0].shape[1:]) == (200, 140)
+    assert torch.equal(restored[0].as_tensor(), restored[1].as_tensor())
