@@ -34,7 +34,7 @@ from monai.losses import DiceLoss
 from monai.networks.nets import UNet
 from monai.utils import set_determinism
 
-from monai_exudate.metrics import PixelCounts, RegionCounts, SizeRecall
+from monai_exudate.metrics import LesionMetricsReport
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
@@ -74,10 +74,10 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
     dataset = parser.get_parsed_content("validate#dataset")
     inferer = parser.get_parsed_content("validate#inferer")
     invert = parser.get_parsed_content("validate#postprocessing")
-    pixel, region = PixelCounts(), RegionCounts(sigmas=(0.5,))
-    sizes, small = SizeRecall(bin_edges=SIZE_BINS), SizeRecall(bin_edges=(0, 100))
+    report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
+    small = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), flat=False)
     # the issue tracker's definition of small-lesion recall: a component counts once the mask touches it
-    touched = SizeRecall(bin_edges=(0, 100), hit_fraction=1e-9)
+    touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
     network.eval()
     for item in dataset:
         with torch.no_grad():
@@ -87,17 +87,17 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
         label = torch.as_tensor(item["label"])[None].float()
         if probs.shape != label.shape:
             raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
-        for acc in (pixel, region, sizes, small, touched):
-            acc.update(probs, label)
-    scores = pixel.compute()[0]
+        for metric in (report, small, touched):
+            metric.update((probs, label))
+    scores = report.compute()["lesions"]["EX"]
     out = {k: scores[k] for k in ("iou", "f", "aupr")}
-    out["region_f"] = region.compute()[0][0.5]["f"]
-    bins = sizes.compute()[0]
+    out["region_f"] = scores["region"]["0.5"]["f"]
     for label in ("0-25", "25-100", "100-400"):
-        out[f"recall_{label}"] = bins[label]["recall"]
-    out["recall_lt100"] = small.compute()[0]["0-100"]["recall"]
-    out["touched_lt100"] = touched.compute()[0]["0-100"]["recall"]
-    out["lesions_lt100"] = small.compute()[0]["0-100"]["total"]
+        out[f"recall_{label}"] = scores["size_recall"][label]["recall"]
+    small_bin = small.compute()["lesions"]["EX"]["size_recall"]["0-100"]
+    out["recall_lt100"] = small_bin["recall"]
+    out["touched_lt100"] = touched.compute()["lesions"]["EX"]["size_recall"]["0-100"]["recall"]
+    out["lesions_lt100"] = small_bin["total"]
     return out
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from monai_exudate.data.indexers import build_datalist
-from monai_exudate.metrics import PixelCounts
+from monai_exudate.metrics import LesionMetricsReport
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "idrid_sample"
@@ -60,7 +60,7 @@ def disc_centre(photo: str) -> tuple[float, float]:
 
 def score(datalist: list[dict], out: Path) -> dict:
     """False positives and pixel scores of the maps in ``out`` against the EX masks of ``datalist``."""
-    counts, at_half = PixelCounts(), PixelCounts(threshold=0.5)
+    report = LesionMetricsReport(["EX"], flat=False)
     fp_area, disc_fp, total, largest = 0, 0, 0, {"area_px": 0}
     for item in datalist:
         stem = Path(item["image"]).stem
@@ -69,8 +69,7 @@ def score(datalist: list[dict], out: Path) -> dict:
         levels = np.asarray(Image.open(out / f"{stem}_EX_prob.png"), dtype=np.float32)
         probs = torch.from_numpy(levels / 255.0)[None, None]
         target = torch.from_numpy(truth.astype(np.float32))[None, None]
-        counts.update(probs, target)
-        at_half.update(probs, target)
+        report.update((probs, target))
         false_positive = mask & ~truth
         fp_area += int(false_positive.sum())
         total += truth.size
@@ -90,17 +89,16 @@ def score(datalist: list[dict], out: Path) -> dict:
                     "centre_x": round(float(xs.mean()) / w, 3),
                     "centre_y": round(float(ys.mean()) / h, 3),
                 }
-    stored = counts.compute()[0]
-    half = at_half.compute()[0]
+    scores = report.compute()["lesions"]["EX"]
     return {
         "photographs": len(datalist),
         "fp_area_px": fp_area,
         "fp_area_pct": round(100.0 * fp_area / total, 4),
         "fp_in_disc_px": disc_fp,
         "largest_fp": largest,
-        "aupr": round(float(stored["aupr"]), 4),
-        "f_at_0.5": round(float(half["f"]), 4),
-        "iou_at_0.5": round(float(half["iou"]), 4),
+        "aupr": round(float(scores["aupr"]), 4),
+        "f_at_0.5": round(float(scores["f"]), 4),
+        "iou_at_0.5": round(float(scores["iou"]), 4),
     }
 
 

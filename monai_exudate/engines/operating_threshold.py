@@ -8,11 +8,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import ignite.distributed as idist
 from ignite.engine import Engine, Events
+from ignite.exceptions import NotComputableError
 
 from monai_exudate.data.atomic import atomic_write_json
-from monai_exudate.engines.utils import update_pixel_counts
-from monai_exudate.metrics.pixel import PixelCounts, counts_at_threshold, f_maximising_threshold, pixel_scores
+from monai_exudate.engines.utils import pred_label_present
+from monai_exudate.metrics.ignite_metrics import PixelHistograms
+from monai_exudate.metrics.pixel import counts_at_threshold, f_maximising_threshold, pixel_scores
 
 __all__ = ["OperatingThresholdHandler", "load_operating_threshold"]
 
@@ -44,8 +47,9 @@ class OperatingThresholdHandler:
     whenever this validation is the best one so far by the evaluator's key metric, i.e. when the key-metric
     checkpoint ``model.pt`` is saved. ``mode="apply"`` (evaluation): the threshold is read from ``path`` (0.5 when
     the file is absent). Metrics added: ``<lesion>_threshold`` and ``<lesion>_{iou,sn,ppv,f}_at_threshold``.
-    Written here because MONAI's and Ignite's metrics have a fixed threshold. Under multi-GPU training it runs on
-    the main rank only and sees that rank's share of the validation set, as the PR-curve handler does.
+    Written here because MONAI's and Ignite's metrics have a fixed threshold. The histograms are a
+    :class:`~monai_exudate.metrics.PixelHistograms` metric, reduced over ranks: attach the handler on every rank of a
+    multi-GPU run, so the threshold comes from the whole validation set; only the main rank writes the file.
     """
 
     def __init__(
@@ -60,16 +64,15 @@ class OperatingThresholdHandler:
         self.path = Path(path)
         self.lesion_names = list(lesion_names)
         self.mode = mode
-        self.counts = PixelCounts(missing_masks=missing_masks)
+        self.histograms = PixelHistograms(
+            output_transform=pred_label_present, missing_masks=missing_masks, num_channels=len(self.lesion_names)
+        )
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on an evaluator."""
-        engine.add_event_handler(Events.STARTED, lambda e: self.counts.reset())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.STARTED, self.histograms.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.histograms.iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.complete)
-
-    def update(self, engine: Engine) -> None:
-        update_pixel_counts(self.counts, engine.state.output)
 
     def _thresholds(self, hist) -> list[tuple[float, float | None]]:
         if self.mode == "select":
@@ -81,9 +84,10 @@ class OperatingThresholdHandler:
         return [(t, None) for t in stored]
 
     def complete(self, engine: Engine) -> None:
-        if self.counts.hist is None:
+        try:
+            hist = self.histograms.compute().numpy()  # a collective under DDP: every rank computes the same thresholds
+        except NotComputableError:  # nothing was validated
             return
-        hist = self.counts.hist.numpy()
         chosen = {}
         for c, (threshold, _) in enumerate(self._thresholds(hist)):
             lesion = self.lesion_names[c] if c < len(self.lesion_names) else str(c)
@@ -92,7 +96,7 @@ class OperatingThresholdHandler:
             for name in ("iou", "sn", "ppv", "f"):
                 engine.state.metrics[f"{lesion}_{name}_at_threshold"] = scores[name]
             chosen[lesion] = threshold
-        if self.mode == "select" and self._is_best(engine):
+        if self.mode == "select" and self._is_best(engine) and idist.get_rank() == 0:
             record = {"thresholds": chosen, "rule": "F-maximising level on the validation split"}
             atomic_write_json({**record, "epoch": int(engine.state.epoch)}, self.path)
 

@@ -6,13 +6,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import ignite.distributed as idist
 import numpy as np
 from ignite.engine import Engine, Events
+from ignite.exceptions import NotComputableError
 from PIL import Image
 
 from monai_exudate.data.atomic import atomic_save_image, atomic_write_json
-from monai_exudate.engines.utils import update_pixel_counts
-from monai_exudate.metrics.pixel import AUPR_THRESHOLDS, PixelCounts, precision_recall_points, trapezoid_auc
+from monai_exudate.engines.utils import pred_label_present
+from monai_exudate.metrics.ignite_metrics import PixelHistograms
+from monai_exudate.metrics.pixel import AUPR_THRESHOLDS, precision_recall_points, trapezoid_auc
 
 
 def draw_pr_curve(
@@ -57,7 +60,9 @@ def draw_pr_curve(
 class PRCurveHandler:
     """Accumulate 8-bit probability histograms during validation; at its end write a PR curve PNG and JSON per lesion.
 
-    Files: ``output_dir/epoch_NNN/pr_<lesion>.png`` and ``.json`` (thresholds, recall, precision, AUPR).
+    Files: ``output_dir/epoch_NNN/pr_<lesion>.png`` and ``.json`` (thresholds, recall, precision, AUPR). The histograms
+    are a :class:`~monai_exudate.metrics.PixelHistograms` metric, reduced over ranks, so attach the handler on every
+    rank of a multi-GPU run: the curve covers the whole validation set and only the main rank writes it.
     """
 
     def __init__(
@@ -65,23 +70,25 @@ class PRCurveHandler:
     ) -> None:
         self.output_dir = Path(output_dir)
         self.lesion_names = list(lesion_names)
-        self.counts = PixelCounts(missing_masks=missing_masks)
+        self.histograms = PixelHistograms(
+            output_transform=pred_label_present, missing_masks=missing_masks, num_channels=len(self.lesion_names)
+        )
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on an evaluator."""
-        engine.add_event_handler(Events.STARTED, lambda e: self.counts.reset())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.STARTED, self.histograms.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.histograms.iteration_completed)
         engine.add_event_handler(Events.COMPLETED, self.write)
 
-    def update(self, engine: Engine) -> None:
-        update_pixel_counts(self.counts, engine.state.output)
-
     def write(self, engine: Engine) -> None:
-        if self.counts.hist is None:
+        try:
+            hist = self.histograms.compute().numpy()  # a collective under DDP: every rank computes, the main one writes
+        except NotComputableError:  # nothing was validated
+            return
+        if idist.get_rank() != 0:
             return
         folder = self.output_dir / f"epoch_{engine.state.epoch:03d}"
-        hist = self.counts.hist.numpy()
-        for c, lesion in enumerate(self.lesion_names[: hist.shape[0]]):
+        for c, lesion in enumerate(self.lesion_names):
             recall, precision = precision_recall_points(hist[c, 1], hist[c, 0])
             aupr = trapezoid_auc(recall, precision)
             atomic_save_image(

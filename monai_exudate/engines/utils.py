@@ -1,4 +1,4 @@
-"""Small helpers shared by the handlers: iterate decollated samples, count their pixels, name them."""
+"""Small helpers shared by the handlers: iterate decollated samples, hand them to a metric, name them."""
 
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ def iter_samples(output: Any) -> Iterator[dict[str, Any]]:
         yield from output
 
 
-def update_pixel_counts(counts: Any, output: Any) -> None:
-    """Add every sample of an engine output (``pred`` probabilities, ``label``, optional ``label_present``) to a
-    ``PixelCounts`` accumulator; the PR-curve and operating-threshold handlers share this one path."""
-    for sample in iter_samples(output):
-        present = sample.get("label_present")
-        counts.update(
-            sample["pred"].detach()[None].float().clamp(0, 1),
-            sample["label"].detach()[None].float(),
-            None if present is None else present.reshape(1, -1),
-        )
+def pred_label_present(output: Any) -> tuple:
+    """``(pred, label[, present])`` lists from an evaluator's output, the input of the handlers' own histogram metric.
+
+    ``pred`` is clamped to [0, 1]: bilinear inversion to the photograph can overshoot by a rounding error.
+    ``present`` (each sample's ``label_present`` flags) is given when every sample has it.
+    """
+    samples = list(iter_samples(output))
+    preds = [sample["pred"].detach().float().clamp(0, 1) for sample in samples]
+    labels = [sample["label"].detach().float() for sample in samples]
+    if samples and all(sample.get("label_present") is not None for sample in samples):
+        return preds, labels, [sample["label_present"] for sample in samples]
+    return preds, labels
 
 
 def sample_name(sample: Mapping[str, Any], index: int) -> str:

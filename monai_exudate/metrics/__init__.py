@@ -1,15 +1,16 @@
-"""Lesion segmentation metrics: streaming pixel scores and AUPR, region F_sigma, size-binned recall, Ignite wrappers."""
+"""Lesion segmentation metrics as Ignite metrics (pixel histograms and scores, region F_sigma, the full report), and
+the pure functions they are computed with."""
 
 from monai_exudate.metrics.ignite_metrics import (
     PIXEL_METRIC_NAMES,
-    LesionMetricsReport,
+    LesionMetricBase,
+    PixelHistograms,
     PixelMetric,
     RegionFMetric,
     default_output_transform,
 )
 from monai_exudate.metrics.pixel import (
     AUPR_THRESHOLDS,
-    PixelCounts,
     aupr_from_histograms,
     binarize,
     counts_at_threshold,
@@ -21,20 +22,20 @@ from monai_exudate.metrics.pixel import (
     resolve_missing_masks,
     trapezoid_auc,
 )
-from monai_exudate.metrics.region import DEFAULT_SIGMAS, RegionCounts, region_counts, region_scores
-from monai_exudate.metrics.size_recall import DEFAULT_SIZE_BINS, SizeRecall, lesion_size_counts, recall_by_size
+from monai_exudate.metrics.region import DEFAULT_SIGMAS, region_counts, region_scores
+from monai_exudate.metrics.report import LesionMetricsReport
+from monai_exudate.metrics.size_recall import DEFAULT_SIZE_BINS, lesion_size_counts, recall_by_size
 
 __all__ = [
     "AUPR_THRESHOLDS",
     "DEFAULT_SIGMAS",
     "DEFAULT_SIZE_BINS",
     "PIXEL_METRIC_NAMES",
+    "LesionMetricBase",
     "LesionMetricsReport",
-    "PixelCounts",
+    "PixelHistograms",
     "PixelMetric",
-    "RegionCounts",
     "RegionFMetric",
-    "SizeRecall",
     "aupr_from_histograms",
     "binarize",
     "counts_at_threshold",

@@ -32,19 +32,20 @@ from monai_exudate.metrics.pixel import (
     resolve_missing_masks,
     scores_from_accumulators,
 )
-from monai_exudate.metrics.region import DEFAULT_SIGMAS, batch_region_counts, check_sigmas, region_scores
-from monai_exudate.metrics.size_recall import (
-    DEFAULT_SIZE_BINS,
-    batch_size_counts,
-    check_size_bins,
-    recall_by_size,
-    size_bin_labels,
-)
+from monai_exudate.metrics.region import batch_region_counts, check_sigmas, region_scores
 
-__all__ = ["PixelMetric", "RegionFMetric", "LesionMetricsReport", "default_output_transform", "PIXEL_METRIC_NAMES"]
+__all__ = [
+    "LesionMetricBase",
+    "PixelHistograms",
+    "PixelMetric",
+    "RegionFMetric",
+    "default_output_transform",
+    "PIXEL_METRIC_NAMES",
+    "MEAN_NAMES",
+]
 
 PIXEL_METRIC_NAMES = ("iou", "sn", "ppv", "f", "aupr", "mae")
-_MEAN_NAMES = {"iou": "mIoU", "sn": "mSN", "ppv": "mPPV", "f": "mF", "aupr": "mAUPR", "mae": "mMAE"}
+MEAN_NAMES = {"iou": "mIoU", "sn": "mSN", "ppv": "mPPV", "f": "mF", "aupr": "mAUPR", "mae": "mMAE"}
 _MISSING = object()
 
 
@@ -114,7 +115,7 @@ def _find_key(data, key: str):
     return _MISSING
 
 
-class _LesionMetric(Metric):
+class LesionMetricBase(Metric):
     """Shared input handling: output parsing, presence flags and the missing-mask rule.
 
     Subclasses keep their counts in tensors and add one batch to them in ``_accumulate(probs, target, include)``.
@@ -183,35 +184,31 @@ class _LesionMetric(Metric):
         self.num_channels = num_channels
 
 
-class PixelMetric(_LesionMetric):
-    """One pixel-level score over the data set, as a scalar float: IoU, SN, PPV, F, AUPR or MAE.
+class PixelHistograms(LesionMetricBase):
+    """The set-wide 8-bit probability histograms of lesion and background pixels, ``[C, 2, 256]`` (int64).
+
+    Index ``[c, 1]`` counts lesion pixels and ``[c, 0]`` background pixels at each level ``q = round(255 p)``; every
+    pixel score, AUPR, the PR curve and the F-maximising operating threshold follow from them. The absolute error
+    sum and the pixel count (for MAE) are accumulated alongside.
 
     Args:
-        name: ``"iou"``, ``"sn"``, ``"ppv"``, ``"f"``, ``"aupr"`` or ``"mae"``.
-        channel: channel index, or None for the mean over channels.
         output_transform: maps the engine output to ``(pred, label[, present])``; default reads ``"pred"``/``"label"``.
         device: device of the accumulated counts (use the rank's CUDA device with NCCL).
         missing_masks: ``"negative"`` (image without a mask counts as lesion-free) or ``"ignore"`` (left out).
         present_key: key of the per-image presence flags ``[C]`` in the engine output or batch.
-        threshold: decision threshold on ``q / 255`` for IoU/SN/PPV/F.
         num_channels: allocate the counts up front (needed for distributed runs, see the module docstring).
     """
 
     def __init__(
         self,
-        name: str = "aupr",
-        channel: int | None = None,
         output_transform: Callable | None = None,
         device: str | torch.device = "cpu",
         missing_masks: str = "negative",
         present_key: str | None = None,
-        threshold: float = 0.5,
         num_channels: int | None = None,
+        threshold: float = 0.5,
     ) -> None:
-        if name not in PIXEL_METRIC_NAMES:
-            raise ValueError(f"name must be one of {PIXEL_METRIC_NAMES}, got {name!r}.")
-        self._set_channels(channel, num_channels)
-        self.name = name
+        self._set_channels(None, num_channels)
         super().__init__(output_transform, device, missing_masks, present_key, threshold)
 
     @reinit__is_reduced
@@ -234,15 +231,51 @@ class PixelMetric(_LesionMetric):
             self._abs_sum += abs_sum.to(self._device)
             self._pixels += pixels.to(self._device)
 
+    def _check_computable(self) -> None:
+        if self._hist is None or int(self._pixels.sum()) == 0:
+            raise NotComputableError(f"{type(self).__name__} needs at least one update before compute().")
+
+    @sync_all_reduce("_hist", "_abs_sum", "_pixels")
+    def compute(self) -> torch.Tensor:
+        self._check_computable()
+        return self._hist.cpu()
+
+
+class PixelMetric(PixelHistograms):
+    """One pixel-level score over the data set, as a scalar float: IoU, SN, PPV, F, AUPR or MAE.
+
+    Args:
+        name: ``"iou"``, ``"sn"``, ``"ppv"``, ``"f"``, ``"aupr"`` or ``"mae"``.
+        channel: channel index, or None for the mean over channels.
+        threshold: decision threshold on ``q / 255`` for IoU/SN/PPV/F.
+        output_transform, device, missing_masks, present_key, num_channels: as in :class:`PixelHistograms`.
+    """
+
+    def __init__(
+        self,
+        name: str = "aupr",
+        channel: int | None = None,
+        output_transform: Callable | None = None,
+        device: str | torch.device = "cpu",
+        missing_masks: str = "negative",
+        present_key: str | None = None,
+        threshold: float = 0.5,
+        num_channels: int | None = None,
+    ) -> None:
+        if name not in PIXEL_METRIC_NAMES:
+            raise ValueError(f"name must be one of {PIXEL_METRIC_NAMES}, got {name!r}.")
+        self.name = name
+        super().__init__(output_transform, device, missing_masks, present_key, num_channels, threshold)
+        self._set_channels(channel, num_channels)
+
     @sync_all_reduce("_hist", "_abs_sum", "_pixels")
     def compute(self) -> float:
-        if self._hist is None or int(self._pixels.sum()) == 0:
-            raise NotComputableError(f"PixelMetric({self.name!r}) needs at least one update before compute().")
+        self._check_computable()
         scores = scores_from_accumulators(self._hist, self._abs_sum, self._pixels, self.threshold)
         return _channel_or_mean([s[self.name] for s in scores], self.channel)
 
 
-class RegionFMetric(_LesionMetric):
+class RegionFMetric(LesionMetricBase):
     """Region-level ``F_sigma`` over the data set, as a scalar float.
 
     Args:
@@ -283,108 +316,3 @@ class RegionFMetric(_LesionMetric):
             raise NotComputableError("RegionFMetric needs at least one update before compute().")
         f = [region_scores(c, (self.sigma,))[self.sigma]["f"] for c in self._region.cpu().numpy()]
         return _channel_or_mean(f, self.channel)
-
-
-class LesionMetricsReport(_LesionMetric):
-    """Every lesion metric at once: pixel scores, AUPR, MAE, region scores per sigma and size-binned recall.
-
-    ``flat=True`` (default): ``compute()`` returns a flat dict of floats, e.g. ``"EX_iou"``, ``"EX_aupr"``,
-    ``"EX_f_sigma0.5"``, ``"EX_recall_size25-100"`` (bins without a lesion are left out) and means over lesions
-    ``"mIoU"``, ``"mSN"``, ``"mPPV"``, ``"mF"``, ``"mAUPR"``, ``"mMAE"``, ``"mF_sigma0.5"``. Ignite spreads these keys
-    into ``engine.state.metrics`` (``metrics_result_mode="flatten"``), so MONAI's StatsHandler and MLFlowHandler log
-    them; the report's own name is not a key there, so use :class:`PixelMetric` as the evaluator's key metric.
-
-    ``flat=False``: ``compute()`` returns a nested JSON-safe dict ``{"lesions": {name: {...}}, "mean": {...}}``
-    (``None`` for the recall of an empty size bin) stored under the metric's name, meant for writing a report file.
-    MONAI's logging handlers flatten nested dicts by leaf key only, so do not log it with them.
-
-    Args:
-        lesion_names: one name per channel, e.g. ``("EX", "HE", "SE", "MA")``.
-        sigmas: region overlap levels.
-        size_bins: component-area bin edges in pixels.
-        hit_fraction: minimum predicted fraction of a lesion component's pixels for it to count as detected.
-        threshold: decision threshold on ``q / 255``.
-        flat: return the flat dict (see above) or the nested one.
-        output_transform, device, missing_masks, present_key: as in :class:`PixelMetric`.
-    """
-
-    def __init__(
-        self,
-        lesion_names: Sequence[str],
-        sigmas: Sequence[float] = DEFAULT_SIGMAS,
-        size_bins: Sequence[float] = DEFAULT_SIZE_BINS,
-        hit_fraction: float = 0.5,
-        threshold: float = 0.5,
-        flat: bool = True,
-        output_transform: Callable | None = None,
-        device: str | torch.device = "cpu",
-        missing_masks: str = "negative",
-        present_key: str | None = None,
-    ) -> None:
-        names = [lesion_names] if isinstance(lesion_names, str) else list(lesion_names)
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"lesion_names must be non-empty and unique, got {lesion_names!r}.")
-        if not 0.0 < hit_fraction <= 1.0:
-            raise ValueError(f"hit_fraction must lie in (0, 1], got {hit_fraction}.")
-        self.lesion_names = names
-        self.sigmas = check_sigmas(sigmas)
-        self.size_bins = check_size_bins(size_bins)
-        self.hit_fraction = float(hit_fraction)
-        self.flat = bool(flat)
-        mode = "flatten" if self.flat else "named"
-        super().__init__(output_transform, device, missing_masks, present_key, threshold, metrics_result_mode=mode)
-
-    @reinit__is_reduced
-    def reset(self) -> None:
-        c, s, k = len(self.lesion_names), len(self.sigmas), len(self.size_bins) - 1
-        self._hist = torch.zeros((c, 2, LEVELS), dtype=torch.int64, device=self._device)
-        self._abs_sum = torch.zeros(c, dtype=torch.float64, device=self._device)
-        self._pixels = torch.zeros(c, dtype=torch.int64, device=self._device)
-        self._region = torch.zeros((c, s, 3), dtype=torch.int64, device=self._device)
-        self._size = torch.zeros((c, k, 2), dtype=torch.int64, device=self._device)
-
-    def _accumulate(self, probs: torch.Tensor, target: torch.Tensor, include: torch.Tensor) -> None:
-        self._check_channels(len(self.lesion_names), probs.shape[1])
-        self._hist += pixel_histograms(probs, target, include).to(self._device)
-        abs_sum, pixels = absolute_error_sums(probs, target, include)
-        self._abs_sum += abs_sum.to(self._device)
-        self._pixels += pixels.to(self._device)
-        pred, truth = binarize(probs, self.threshold), target > 0.5
-        self._region += batch_region_counts(pred, truth, self.sigmas, include).to(self._device)
-        self._size += batch_size_counts(pred, truth, self.size_bins, self.hit_fraction, include).to(self._device)
-
-    def _nested(self) -> dict:
-        pixel = scores_from_accumulators(self._hist, self._abs_sum, self._pixels, self.threshold)
-        region = self._region.cpu().numpy()
-        size = self._size.cpu().numpy()
-        lesions = {}
-        for c, name in enumerate(self.lesion_names):
-            entry = dict(pixel[c])
-            entry["region"] = {f"{s:g}": v for s, v in region_scores(region[c], self.sigmas).items()}
-            entry["size_recall"] = recall_by_size(size[c], self.size_bins)
-            lesions[name] = entry
-        mean = {m: float(np.mean([lesions[n][k] for n in self.lesion_names])) for k, m in _MEAN_NAMES.items()}
-        for s in self.sigmas:
-            mean[f"mF_sigma{s:g}"] = float(np.mean([lesions[n]["region"][f"{s:g}"]["f"] for n in self.lesion_names]))
-        return {"lesions": lesions, "mean": mean}
-
-    def _flatten(self, nested: dict) -> dict[str, float]:
-        flat: dict[str, float] = {}
-        for name, entry in nested["lesions"].items():
-            for k in PIXEL_METRIC_NAMES:
-                flat[f"{name}_{k}"] = float(entry[k])
-            for s, scores in entry["region"].items():
-                flat[f"{name}_f_sigma{s}"] = float(scores["f"])
-            for label in size_bin_labels(self.size_bins):
-                recall = entry["size_recall"][label]["recall"]
-                if recall is not None:
-                    flat[f"{name}_recall_size{label}"] = float(recall)
-        flat.update(nested["mean"])
-        return flat
-
-    @sync_all_reduce("_hist", "_abs_sum", "_pixels", "_region", "_size")
-    def compute(self) -> dict:
-        if int(self._pixels.sum()) == 0:
-            raise NotComputableError("LesionMetricsReport needs at least one update before compute().")
-        nested = self._nested()
-        return self._flatten(nested) if self.flat else nested

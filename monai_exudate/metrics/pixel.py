@@ -20,7 +20,6 @@ __all__ = [
     "AUPR_THRESHOLDS",
     "LEVELS",
     "MISSING_MASK_RULES",
-    "PixelCounts",
     "absolute_error_sums",
     "aupr_from_histograms",
     "binarize",
@@ -232,47 +231,3 @@ def scores_from_accumulators(
         scores.update(tp=tp, fp=fp, fn=fn)
         results.append(scores)
     return results
-
-
-class PixelCounts:
-    """Streaming accumulator of pixel-level counts over a data set (no probability map is stored).
-
-    Args:
-        threshold: decision threshold on ``q / 255`` for IoU/SN/PPV/F (strict ``>``).
-        missing_masks: ``"negative"`` or ``"ignore"``, see :func:`resolve_missing_masks`.
-    """
-
-    def __init__(self, threshold: float = 0.5, missing_masks: str = "negative") -> None:
-        if missing_masks not in MISSING_MASK_RULES:
-            raise ValueError(f"missing_masks must be one of {MISSING_MASK_RULES}, got {missing_masks!r}.")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
-        self.threshold = float(threshold)
-        self.missing_masks = missing_masks
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget all accumulated counts."""
-        self.hist: torch.Tensor | None = None
-        self.abs_sum: torch.Tensor | None = None
-        self.pixels: torch.Tensor | None = None
-
-    def update(self, probs: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None) -> None:
-        """Add a batch of probabilities and binary targets ``[B, C, *spatial]`` (``present``: optional bool [B, C])."""
-        target, include = resolve_missing_masks(target, present, self.missing_masks)
-        hist = pixel_histograms(probs, target, include).cpu()
-        abs_sum, pixels = absolute_error_sums(probs, target, include)
-        if self.hist is None:
-            self.hist, self.abs_sum, self.pixels = hist, abs_sum.cpu(), pixels.cpu()
-            return
-        if hist.shape != self.hist.shape:
-            raise ValueError(f"probs has {hist.shape[0]} channels, earlier batches had {self.hist.shape[0]}.")
-        self.hist += hist
-        self.abs_sum += abs_sum.cpu()
-        self.pixels += pixels.cpu()
-
-    def compute(self) -> list[dict[str, float]]:
-        """Per-channel dicts ``{iou, sn, ppv, f, aupr, mae, tp, fp, fn}``."""
-        if self.hist is None:
-            raise ValueError("PixelCounts.compute() needs at least one update().")
-        return scores_from_accumulators(self.hist, self.abs_sum, self.pixels, self.threshold)

@@ -14,11 +14,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from monai_exudate.metrics.accumulator import ChannelCountAccumulator
-
 __all__ = [
     "DEFAULT_SIGMAS",
-    "RegionCounts",
     "batch_region_counts",
     "check_sigmas",
     "region_counts",
@@ -105,27 +102,3 @@ def region_scores(counts, sigmas: Sequence[float] = DEFAULT_SIGMAS) -> dict[floa
         f = 2 * sn * ppv / (sn + ppv) if sn + ppv > 0 else 0.0
         scores[sigma] = {"f": float(f), "sn": float(sn), "ppv": float(ppv)}
     return scores
-
-
-class RegionCounts(ChannelCountAccumulator):
-    """Streaming accumulator of region-level counts over a data set.
-
-    Args:
-        sigmas: overlap levels.
-        threshold: decision threshold on the 8-bit levels (``q / 255 > threshold``).
-        missing_masks: ``"negative"`` or ``"ignore"`` (see :func:`~monai_exudate.metrics.pixel.resolve_missing_masks`).
-    """
-
-    def __init__(
-        self, sigmas: Sequence[float] = DEFAULT_SIGMAS, threshold: float = 0.5, missing_masks: str = "negative"
-    ) -> None:
-        self.sigmas = check_sigmas(sigmas)
-        super().__init__(threshold, missing_masks)
-
-    def batch_counts(self, pred: torch.Tensor, truth: torch.Tensor, include: torch.Tensor | None) -> torch.Tensor:
-        """Per channel ``[S, 3]`` TP/FP/FN pixel counts, one row per sigma."""
-        return batch_region_counts(pred, truth, self.sigmas, include)
-
-    def compute(self) -> list[dict[float, dict[str, float]]]:
-        """Per channel ``{sigma: {"f", "sn", "ppv"}}``."""
-        return [region_scores(c, self.sigmas) for c in self._accumulated().numpy()]

@@ -14,11 +14,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from monai_exudate.metrics.accumulator import ChannelCountAccumulator
-
 __all__ = [
     "DEFAULT_SIZE_BINS",
-    "SizeRecall",
     "batch_size_counts",
     "check_size_bins",
     "lesion_size_counts",
@@ -109,33 +106,3 @@ def recall_by_size(counts, bin_edges: Sequence[float] = DEFAULT_SIZE_BINS) -> di
         label: {"recall": float(det) / float(tot) if tot > 0 else None, "detected": int(det), "total": int(tot)}
         for label, (det, tot) in zip(labels, counts, strict=True)
     }
-
-
-class SizeRecall(ChannelCountAccumulator):
-    """Streaming accumulator of size-binned lesion recall over a data set.
-
-    Args:
-        bin_edges: component-area bin edges in pixels.
-        hit_fraction: minimum predicted fraction of a component's pixels for it to count as detected.
-        threshold: decision threshold on the 8-bit levels (``q / 255 > threshold``).
-        missing_masks: ``"negative"`` or ``"ignore"`` (see :func:`~monai_exudate.metrics.pixel.resolve_missing_masks`).
-    """
-
-    def __init__(
-        self,
-        bin_edges: Sequence[float] = DEFAULT_SIZE_BINS,
-        hit_fraction: float = 0.5,
-        threshold: float = 0.5,
-        missing_masks: str = "negative",
-    ) -> None:
-        self.bin_edges = check_size_bins(bin_edges)
-        self.hit_fraction = _check_hit_fraction(hit_fraction)
-        super().__init__(threshold, missing_masks)
-
-    def batch_counts(self, pred: torch.Tensor, truth: torch.Tensor, include: torch.Tensor | None) -> torch.Tensor:
-        """Per channel ``[K, 2]`` detected/total lesion counts, one row per size bin."""
-        return batch_size_counts(pred, truth, self.bin_edges, self.hit_fraction, include)
-
-    def compute(self) -> list[dict[str, dict[str, float | int | None]]]:
-        """Per channel ``{bin label: {"recall", "detected", "total"}}``."""
-        return [recall_by_size(c, self.bin_edges) for c in self._accumulated().numpy()]

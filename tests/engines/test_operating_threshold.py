@@ -54,7 +54,7 @@ def test_handler_writes_the_threshold_only_for_the_best_validation_and_applies_i
     pred = 0.1 + 0.2 * target
     select = OperatingThresholdHandler(path, ["EX"])
     engine = _engine(2, 2, pred, target)
-    select.update(engine)
+    select.histograms.iteration_completed(engine)
     select.complete(engine)
     stored = json.loads(path.read_text())
     assert stored["epoch"] == 2 and 0.1 < stored["thresholds"]["EX"] <= 0.3
@@ -62,14 +62,14 @@ def test_handler_writes_the_threshold_only_for_the_best_validation_and_applies_i
     assert engine.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]
 
     later = _engine(3, 2, 0.5 * torch.ones_like(pred), target)  # not the best epoch: the file is kept
-    select.counts.reset()
-    select.update(later)
+    select.histograms.reset()
+    select.histograms.iteration_completed(later)
     select.complete(later)
     assert json.loads(path.read_text()) == stored
 
     apply = OperatingThresholdHandler(path, ["EX"], mode="apply")
     check = _engine(1, -1, pred, target)
-    apply.update(check)
+    apply.histograms.iteration_completed(check)
     apply.complete(check)
     assert check.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]
     assert check.state.metrics["EX_f_at_threshold"] == pytest.approx(1.0)

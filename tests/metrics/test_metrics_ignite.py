@@ -9,7 +9,15 @@ from ignite.engine import Engine
 from ignite.exceptions import NotComputableError
 from monai.handlers import from_engine
 
-from monai_exudate.metrics import LesionMetricsReport, PixelCounts, PixelMetric, RegionCounts, RegionFMetric
+from monai_exudate.metrics import LesionMetricsReport, PixelHistograms, PixelMetric, RegionFMetric
+from monai_exudate.metrics.pixel import (
+    absolute_error_sums,
+    binarize,
+    pixel_histograms,
+    resolve_missing_masks,
+    scores_from_accumulators,
+)
+from monai_exudate.metrics.region import batch_region_counts, region_scores
 
 
 def _samples(n=4, c=2, size=16, seed=0):
@@ -35,10 +43,16 @@ def _run(metrics, batches, process=None):
     return engine.state.metrics
 
 
+def _scores(probs, target, present=None, missing_masks="negative"):
+    """Per-channel pixel scores straight from the pure functions, the reference the metrics must reproduce."""
+    target, include = resolve_missing_masks(target, present, missing_masks)
+    abs_sum, pixels = absolute_error_sums(probs, target, include)
+    return scores_from_accumulators(pixel_histograms(probs, target, include), abs_sum, pixels, 0.5)
+
+
 def _reference(samples, present=None, missing_masks="negative"):
-    acc = PixelCounts(missing_masks=missing_masks)
-    acc.update(torch.stack([s["pred"] for s in samples]), torch.stack([s["label"] for s in samples]), present)
-    return acc.compute()
+    probs, target = torch.stack([s["pred"] for s in samples]), torch.stack([s["label"] for s in samples])
+    return _scores(probs, target, present, missing_masks)
 
 
 def test_pixel_metric_lists_and_batched_tensors_agree():
@@ -65,17 +79,22 @@ def test_pixel_metric_lists_and_batched_tensors_agree():
 def test_samples_of_different_sizes():
     small, large = _samples(1, size=8), _samples(1, size=12, seed=1)
     got = _run({"iou": PixelMetric("iou", channel=1)}, [[small[0], large[0]]])
-    acc = PixelCounts()
-    for s in (small[0], large[0]):
-        acc.update(s["pred"][None], s["label"][None])
-    assert got["iou"] == pytest.approx(acc.compute()[1]["iou"])
+    histograms = PixelHistograms()
+    histograms.update(([small[0]["pred"], large[0]["pred"]], [small[0]["label"], large[0]["label"]]))
+    expected = pixel_histograms(small[0]["pred"][None], small[0]["label"][None])
+    expected += pixel_histograms(large[0]["pred"][None], large[0]["label"][None])
+    hist = histograms.compute()
+    assert torch.equal(hist, expected)
+    # channel 1 at 0.5: levels 128-255 are predicted positive (q / 255 > 0.5)
+    tp, fp, fn = int(hist[1, 1, 128:].sum()), int(hist[1, 0, 128:].sum()), int(hist[1, 1, :128].sum())
+    assert got["iou"] == pytest.approx(tp / (tp + fp + fn))
 
 
 def test_region_f_metric():
     samples = _samples()
-    acc = RegionCounts(sigmas=(0.35,))
-    acc.update(torch.stack([s["pred"] for s in samples]), torch.stack([s["label"] for s in samples]))
-    ref = [r[0.35]["f"] for r in acc.compute()]
+    probs, target = torch.stack([s["pred"] for s in samples]), torch.stack([s["label"] for s in samples])
+    counts = batch_region_counts(binarize(probs), target > 0.5, (0.35,), None)
+    ref = [region_scores(c, (0.35,))[0.35]["f"] for c in counts.numpy()]
     got = _run({"rf": RegionFMetric(0.35), "rf1": RegionFMetric(0.35, channel=1)}, _batches(samples))
     assert got["rf"] == pytest.approx(sum(ref) / 2)
     assert got["rf1"] == pytest.approx(ref[1])

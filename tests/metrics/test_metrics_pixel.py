@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from ignite.exceptions import NotComputableError
 
 from monai_exudate.metrics import (
-    PixelCounts,
+    LesionMetricsReport,
+    PixelHistograms,
     aupr_from_histograms,
     counts_at_threshold,
     pixel_histograms,
@@ -105,43 +107,51 @@ def test_no_positive_in_set():
     assert aupr_from_histograms(pos, neg) == 0.0
 
 
-def test_pixel_counts_streaming_and_mae():
-    acc = PixelCounts()
-    acc.update(PROBS[..., :1], TRUTH[..., :1])
-    acc.update(PROBS[..., 1:], TRUTH[..., 1:])
-    (res,) = acc.compute()
+def _report(missing_masks: str = "negative") -> LesionMetricsReport:
+    return LesionMetricsReport(["EX"], flat=False, missing_masks=missing_masks)
+
+
+def test_streaming_pixel_scores_and_mae():
+    report = _report()
+    report.update((PROBS[..., :1], TRUTH[..., :1]))
+    report.update((PROBS[..., 1:], TRUTH[..., 1:]))
+    res = report.compute()["lesions"]["EX"]
     assert (res["tp"], res["fp"], res["fn"]) == (2, 1, 1)
     assert res["iou"] == pytest.approx(0.5)
     assert res["aupr"] == pytest.approx(55 / 72)
     # |p - y|: 0.05, 0.4, 0.2, 0.6, 0.72, 0.0
     assert res["mae"] == pytest.approx(1.97 / 6)
-    acc.reset()
-    with pytest.raises(ValueError, match="update"):
-        acc.compute()
+    report.reset()
+    with pytest.raises(NotComputableError, match="update"):
+        report.compute()
 
 
-def test_pixel_counts_missing_masks():
+def test_missing_masks_rules():
     probs = torch.tensor([0.9, 0.9, 0.9, 0.1]).reshape(2, 1, 1, 2)
     truth = torch.tensor([1.0, 0.0, 1.0, 0.0]).reshape(2, 1, 1, 2)
     present = torch.tensor([[True], [False]])
-    neg = PixelCounts(missing_masks="negative")
-    neg.update(probs, truth, present)
-    (r,) = neg.compute()
+    negative = _report("negative")
+    negative.update((probs, truth, present))
+    r = negative.compute()["lesions"]["EX"]
     # image 2 counts as lesion-free: its prediction at 0.9 becomes a false positive
     assert (r["tp"], r["fp"], r["fn"]) == (1, 2, 0)
-    ign = PixelCounts(missing_masks="ignore")
-    ign.update(probs, truth, present)
-    (r,) = ign.compute()
+    ignore = _report("ignore")
+    ignore.update((probs, truth, present))
+    r = ignore.compute()["lesions"]["EX"]
     assert (r["tp"], r["fp"], r["fn"]) == (1, 1, 0)
     assert r["mae"] == pytest.approx((0.1 + 0.9) / 2)
     with pytest.raises(ValueError, match="missing_masks"):
-        PixelCounts(missing_masks="skip")
+        PixelHistograms(missing_masks="skip")
 
 
 def test_input_validation():
     with pytest.raises(ValueError, match="probabilities"):
-        PixelCounts().update(torch.full((1, 1, 2, 2), 1.5), torch.zeros(1, 1, 2, 2))
+        PixelHistograms().update((torch.full((1, 1, 2, 2), 1.5), torch.zeros(1, 1, 2, 2)))
     with pytest.raises(ValueError, match="same shape"):
-        PixelCounts().update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 2, 2, 2))
+        PixelHistograms().update((torch.zeros(1, 1, 2, 2), torch.zeros(1, 2, 2, 2)))
     with pytest.raises(ValueError, match="present"):
-        PixelCounts().update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 2, dtype=torch.bool))
+        PixelHistograms().update((torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 2, dtype=torch.bool)))
+    histograms = PixelHistograms()
+    histograms.update((torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)))
+    with pytest.raises(ValueError, match="channels"):
+        histograms.update((torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_exudate.metrics import RegionCounts, SizeRecall, lesion_size_counts, recall_by_size, region_counts
+from monai_exudate.metrics import LesionMetricsReport, lesion_size_counts, recall_by_size, region_counts
 from monai_exudate.metrics.region import region_scores
 
 
@@ -58,19 +58,23 @@ def test_empty_images():
         region_counts(empty, empty, (1.2,))
 
 
-def test_region_accumulator_over_set():
+def _region_f(probs, target, present=None, missing_masks="negative") -> float:
+    report = LesionMetricsReport(["EX"], sigmas=(0.65,), flat=False, missing_masks=missing_masks)
+    report.update((probs, target) if present is None else (probs, target, present))
+    return report.compute()["lesions"]["EX"]["region"]["0.65"]["f"]
+
+
+def test_region_scores_over_a_set():
     pred, truth = _blob_case()
     probs = torch.from_numpy(pred).float().reshape(1, 1, 10, 12) * 0.9
     target = torch.from_numpy(truth).float().reshape(1, 1, 10, 12)
-    acc = RegionCounts(sigmas=(0.65,))
-    acc.update(probs, target)
-    acc.update(probs, target)
-    assert acc.counts[0].tolist() == [[16, 0, 8]]
-    assert acc.compute()[0][0.65]["f"] == pytest.approx(0.8)
-    # missing mask ignored: the second image leaves the counts untouched
-    ign = RegionCounts(sigmas=(0.65,), missing_masks="ignore")
-    ign.update(torch.cat([probs, probs]), torch.cat([target, target]), torch.tensor([[True], [False]]))
-    assert ign.counts[0].tolist() == [[8, 0, 4]]
+    # counts (TP 8, FP 0, FN 4) per image, summed over the set
+    assert _region_f(torch.cat([probs, probs]), torch.cat([target, target])) == pytest.approx(0.8)
+    # a missing mask: ignored, the second image changes nothing; negative, its prediction is all false positive
+    present = torch.tensor([[True], [False]])
+    both, absent = torch.cat([probs, probs]), torch.cat([target, torch.zeros_like(target)])
+    assert _region_f(both, torch.cat([target, target]), present, "ignore") == pytest.approx(0.8)
+    assert _region_f(both, absent, present, "negative") == pytest.approx(2 * 8 / (2 * 8 + 8 + 4))
 
 
 def _size_case():
@@ -109,13 +113,13 @@ def test_hit_fraction_and_custom_bins():
         lesion_size_counts(pred, truth, hit_fraction=0.0)
 
 
-def test_size_accumulator():
+def test_size_recall_over_a_set():
     pred, truth = _size_case()
     probs = torch.from_numpy(pred).float().reshape(1, 1, 20, 30)
     target = torch.from_numpy(truth).float().reshape(1, 1, 20, 30)
-    acc = SizeRecall()
-    acc.update(probs, target)
-    acc.update(torch.zeros_like(probs), target)
-    (res,) = acc.compute()
+    report = LesionMetricsReport(["EX"], flat=False)
+    report.update((probs, target))
+    report.update((torch.zeros_like(probs), target))
+    res = report.compute()["lesions"]["EX"]["size_recall"]
     assert res["25-100"] == {"recall": 0.25, "detected": 1, "total": 4}
     assert res["100-400"]["recall"] is None
