@@ -6,7 +6,7 @@ Every system trains from scratch on the same lesion-biased crops (the profile's 
 profile's training resolution, and sees the same number of training pixels in the same number of optimiser steps:
 (a) the CPU profile (``configs/train.json`` + ``configs/cpu.json``: dual U-Net + DSM loss) run by the bundle's own
 trainer for ``E`` epochs (each step one batch of ``B`` photographs x ``S`` crops per branch); (b) the same profile
-with ``branches=single``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs (the profile's network settings, its
+with ``dual=false``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs (the profile's network settings, its
 ``head_prior`` included, apply to both); (c) MONAI's ``UNet`` + ``DiceLoss`` (sigmoid), Adam 1e-3, in a short
 MONAI-only loop with batches of ``2B`` photographs for the same number of steps, left as plain as a user would write it.
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
@@ -34,6 +34,7 @@ from monai.losses import DiceLoss
 from monai.networks.nets import UNet
 from monai.utils import set_determinism
 
+from monai_exudate.bundle import as_bool
 from monai_exudate.metrics import LesionMetricsReport
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +113,7 @@ def train_profile(configs: Sequence[str | Path], overrides: dict) -> tuple[torch
     parser.get_parsed_content("initialize")
     trainer = parser.get_parsed_content("train#trainer")
     trainer.run()
-    dual = parser["branches"] == "dual"
+    dual = as_bool(parser["dual"], "dual")
     loader = parser.get_parsed_content("train#dataloader")
     crops = _crops_seen(loader, trainer.state.max_epochs, parser["patch_samples"], 2 if dual else 1)
     return parser.get_parsed_content("network"), int(trainer.state.iteration), crops
@@ -153,7 +154,7 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     # the dual trainer consumes one batch per branch per step; the others get both batches as one
     common = {**overrides, "val_interval": 10 * epochs + 10, "resume": False}
     # the single-branch systems' logits pass the evaluation post-processing without branch fusion
-    single = {"branches": "single", "loss_name": "dice"}
+    single = {"dual": False, "loss_name": "dice"}
     start = time.perf_counter()
     if system == "dual_dsm":
         network, steps, crops = train_profile(args.configs, {**common, "max_epochs": epochs})

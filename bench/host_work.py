@@ -7,7 +7,11 @@ median time of each and their ratio:
 - resize to the DSM input: ``SmoothInverseResized`` (area) against the same Gaussian ``Resized``;
 - field of view: ``FieldOfViewCropd`` storing its pixel count against the crop followed by a second pass that
   counts the field of view (what inference did before);
-- overlay: JPEG (quality 95, 4:4:4) against PNG (zlib level 1) of the painted photograph.
+- overlay: JPEG (quality 95, 4:4:4) against PNG (zlib level 1) of the painted photograph;
+- PNG encoding: the package's encoder (``encode_png``) against PIL at the same zlib level 1, for the painted overlay
+  and for an 8-bit probability map (sizes in bytes are printed too);
+- overlay painting: ``paint_overlay`` (lesion pixels only, lookup tables) against ``monai.visualize.blend_images``
+  (float blend of the whole photograph through a colour map).
 
 Images: the IDRiD sample under ../shared/data/idrid_sample when present (``--data`` for another folder of
 photographs), else synthetic 4288x2848 photographs. Example: ``python bench/host_work.py --repeat 3``.
@@ -16,6 +20,7 @@ photographs), else synthetic 4288x2848 photographs. Example: ``python bench/host
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import sys
 import tempfile
@@ -117,6 +122,38 @@ def main(argv: list[str] | None = None) -> None:
         masks = rng.random((1, *photo.shape[:2])) < 0.002
         painted.append(paint_overlay(photo, masks, [(255, 230, 0)]))
     compare("overlay", ("JPEG q95 4:4:4", encode_jpeg), ("PNG zlib 1", encode_png), painted, args.repeat)
+    probability_maps = [(rng.random(p.shape[:2]) ** 8 * 255).astype(np.uint8) for p in painted]
+    for name, arrays in (("PNG overlay", painted), ("PNG prob map", probability_maps)):
+        compare(name, ("encode_png zlib 1", encode_png), ("PIL compress_level 1", pil_png), arrays, args.repeat)
+        own, pil = sum(len(encode_png(a)) for a in arrays), sum(len(pil_png(a)) for a in arrays)
+        print(f"{name:14s} bytes: encode_png {own} | PIL {pil} | ratio {own / pil:.3f}")
+    masks = [(rng.random((1, *p.shape[:2])) < 0.002) for p in painted]
+    photos = [d["image"].as_tensor().numpy().transpose(2, 1, 0) for d in loaded]
+    compare(
+        "overlay paint",
+        ("paint_overlay", lambda pm: paint_overlay(pm[0], pm[1], [(255, 230, 0)])),
+        ("monai blend_images", lambda pm: monai_blend(pm[0], pm[1])),
+        list(zip(photos, masks)),
+        args.repeat,
+    )
+
+
+def pil_png(array: np.ndarray) -> bytes:
+    """PNG bytes written by PIL at zlib level 1, as the package's encoder."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def monai_blend(photo: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The overlay through ``monai.visualize.blend_images`` (channel-first floats in, channel-last uint8 out)."""
+    from monai.visualize import blend_images
+
+    image = torch.from_numpy(photo.transpose(2, 0, 1)).float() / 255.0
+    blended = blend_images(image, torch.from_numpy(masks[:1]).float(), alpha=0.5, cmap="autumn", rescale_arrays=False)
+    return (blended.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,14 @@ def _json_safe(value):
 
 
 class MetricsReportWriter:
-    """Write ``engine.state.metrics`` to ``path`` as JSON when the evaluator completes (atomically)."""
+    """Write ``engine.state.metrics`` to ``path`` as JSON when the evaluator completes (atomically).
+
+    Why not MONAI's ``MetricsSaver``: it writes one ``name value`` line per metric to ``metrics.csv`` and per-image
+    buffers of MONAI ``Cumulative`` metrics. The evaluation report is nested (per lesion: pixel scores, region scores
+    per sigma, recall per size bin with counts, and the means), 50 values for one lesion and 167 for
+    HRDecoder's four, with ``None`` for an empty size bin; JSON keeps that structure, and the file is replaced
+    atomically so a reader never sees half a report.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)

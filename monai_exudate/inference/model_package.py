@@ -112,6 +112,8 @@ def package_settings(model_file: str | os.PathLike | None, bundle: str) -> dict[
         )
         return settings
     settings = dict(package["settings"])
+    if "branches" in settings and "dual" not in settings:  # packages of bundle 0.6.0 name the switch by its old name
+        settings["dual"] = settings.pop("branches") == "dual"
     source = Path(model_file).with_name(PACKAGE_FILE)
     conflicts = [
         f"{name!r}: the model package says {settings[name]!r}, the run gives {value!r}"

@@ -36,12 +36,12 @@ def table_rows(bundle: str, arch: str = "pspnet", sample_rates: tuple[float, ...
     """
     if bundle == "exudate_dsm":
         rows = [
-            TableRow(f"single_cbce_{arch}", {"arch": arch, "branches": "single", "loss_name": "cbce"}),
-            TableRow(f"single_dice_{arch}", {"arch": arch, "branches": "single", "loss_name": "dice"}),
-            TableRow(f"dual_dsm_{arch}", {"arch": arch, "branches": "dual", "loss_name": "dsm"}, f"dual_dsm_{arch}"),
+            TableRow(f"single_cbce_{arch}", {"arch": arch, "dual": False, "loss_name": "cbce"}),
+            TableRow(f"single_dice_{arch}", {"arch": arch, "dual": False, "loss_name": "dice"}),
+            TableRow(f"dual_dsm_{arch}", {"arch": arch, "dual": True, "loss_name": "dsm"}, f"dual_dsm_{arch}"),
         ]
         for rate in sample_rates:
-            overrides = {"arch": arch, "branches": "dual", "loss_name": "dsm", "sample_rate": float(rate)}
+            overrides = {"arch": arch, "dual": True, "loss_name": "dsm", "sample_rate": float(rate)}
             rows.append(TableRow(f"dual_dsm_{arch}_rate{rate:g}", overrides))
         return rows
     if bundle == "fundus_lesion_hrdecoder":

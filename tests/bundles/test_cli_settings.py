@@ -41,7 +41,7 @@ PROBES = {
         ["train.json", "evaluate.json"],
         ["synthetic", "fov_crop", "resume", "amp", "patch_training"],
         {
-            "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
+            "synthetic": "os.path.isfile(os.path.join(@checked_dataset_dir, 'synthetic_dataset.json'))",
             "train_transforms": NAMES.format("@train#preprocessing"),
             "eval_transforms": NAMES.format("@validate#preprocessing"),
             "resume": "@train#resume_handler#enabled",
@@ -53,7 +53,7 @@ PROBES = {
         ["train.json", "idrid.json"],  # the overlay's own defaults (both off) are overridden the same way
         ["synthetic", "fov_crop"],
         {
-            "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
+            "synthetic": "os.path.isfile(os.path.join(@checked_dataset_dir, 'synthetic_dataset.json'))",
             "train_transforms": NAMES.format("@train#preprocessing"),
         },
     ),
@@ -71,7 +71,7 @@ PROBES = {
         ["synthetic", "resume", "amp", "lr_only", "sync_batchnorm", "lesion_biased_crops"],
         {
             "train_transforms": NAMES.format("@train#preprocessing"),
-            "synthetic": "os.path.isfile(os.path.join(@dataset_root, 'synthetic_dataset.json'))",
+            "synthetic": "os.path.isfile(os.path.join(@checked_dataset_dir, 'synthetic_dataset.json'))",
             "resume": "@train#resume_handler#enabled",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
             "lr_only": "[@network_def.lr_only, @run_name]",

@@ -50,7 +50,7 @@ def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window():
     inference = _parser("exudate_dsm", "inference.json", "cpu.json")
     training = _parser("exudate_dsm", "train.json", "cpu.json")
     for parser in (inference, training):
-        assert parser["arch"] == "unet" and parser["branches"] == "dual" and parser["patch_training"] is True
+        assert parser["arch"] == "unet" and parser["dual"] is True and parser["patch_training"] is True
     assert inference["patch_size"] == training["patch_size"] and inference["net_dropout"] == training["net_dropout"]
     inferer = inference.get_parsed_content("inferer")
     assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == training["patch_size"]

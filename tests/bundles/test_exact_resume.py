@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from monai_exudate.data.indexers import build_datalist
-from monai_exudate.data.synthetic import resolve_dataset_root
+from monai_exudate.data.synthetic import resolve_dataset_dir
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4
@@ -102,7 +102,7 @@ def _equal(a, b) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", sorted(KILLS))
 def test_killed_and_restarted_run_ends_like_an_uninterrupted_one(bundle, tmp_path):
-    data = Path(resolve_dataset_root(tmp_path / "data", True, "idrid", 5, (160, 112)))
+    data = Path(resolve_dataset_dir(tmp_path / "data", True, "idrid", 5, (160, 112)))
     full = build_datalist("idrid", data)
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"training": full["training"][:3], "testing": full["testing"][:1]}))

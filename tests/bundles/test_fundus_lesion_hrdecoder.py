@@ -86,7 +86,7 @@ def test_synthetic_off_from_the_command_line_never_generates(tmp_path, synthetic
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
     parser.update({"synthetic": synthetic, "dataset_dir": str(tmp_path / "real")})
-    assert parser.get_parsed_content("dataset_root") == str(tmp_path / "real")
+    assert parser.get_parsed_content("checked_dataset_dir") == str(tmp_path / "real")
     assert not list((tmp_path / "real").iterdir())
 
 
@@ -98,7 +98,7 @@ def test_synthetic_generation_never_overwrites_another_dataset(tmp_path):
     parser.read_config(str(CONFIGS / "train.json"))
     parser.update({"synthetic": "true", "dataset_dir": str(real)})
     with pytest.raises(RuntimeError) as info:
-        parser.get_parsed_content("dataset_root")
+        parser.get_parsed_content("checked_dataset_dir")
     assert isinstance(info.value.__cause__, FileExistsError) and "refusing" in str(info.value.__cause__)
     assert [p.name for p in real.iterdir()] == ["IDRiD_01.jpg"]
     assert (real / "IDRiD_01.jpg").read_bytes() == b"not synthetic"

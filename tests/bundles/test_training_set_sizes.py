@@ -10,7 +10,7 @@ import torch
 from monai.bundle import run
 
 from monai_exudate.data.indexers import build_datalist
-from monai_exudate.data.synthetic import resolve_dataset_root
+from monai_exudate.data.synthetic import resolve_dataset_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 2
@@ -26,7 +26,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def datalist(tmp_path_factory) -> dict:
     """Seven training and one testing record of a tiny synthetic IDRiD-layout set."""
-    root = resolve_dataset_root(tmp_path_factory.mktemp("sizes") / "data", True, "idrid", 10, (160, 112))
+    root = resolve_dataset_dir(tmp_path_factory.mktemp("sizes") / "data", True, "idrid", 10, (160, 112))
     full = build_datalist("idrid", root)
     return {"root": root, "training": full["training"][:7], "testing": full["testing"][:1]}
 

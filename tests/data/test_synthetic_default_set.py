@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monai_exudate.data.synthetic import MARKER, ensure_synthetic_dataset, resolve_dataset_root
+from monai_exudate.data.synthetic import MARKER, ensure_synthetic_dataset, resolve_dataset_dir
 
 
 def test_generated_once_then_reused(tmp_path):
@@ -25,10 +25,10 @@ def test_refuses_a_folder_with_other_data(tmp_path):
 
 @pytest.mark.parametrize("value", ["false", "False", "0", 0, False, "no"])
 def test_synthetic_off_uses_the_folder_as_is(tmp_path, value):
-    assert resolve_dataset_root(tmp_path, value) == str(tmp_path)
+    assert resolve_dataset_dir(tmp_path, value) == str(tmp_path)
     assert not list(tmp_path.iterdir())
     with pytest.raises(FileNotFoundError, match="dataset_dir not found"):
-        resolve_dataset_root(tmp_path / "absent", value)
+        resolve_dataset_dir(tmp_path / "absent", value)
 
 
 def _generate(folder: str) -> str:

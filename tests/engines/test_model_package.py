@@ -100,6 +100,11 @@ def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_pat
     _writer(models / PACKAGE_FILE)()
     assert package_settings(models / "model.pt", "tiny") == SETTINGS
     assert read_model_package(models / "model.ts")["settings"] == SETTINGS  # an export in the same folder
+    # a package of bundle 0.6.0 names the dual switch "branches": read under its new name
+    package = json.loads((models / PACKAGE_FILE).read_text())
+    package["settings"]["branches"] = "single"
+    (models / PACKAGE_FILE).write_text(json.dumps(package))
+    assert package_settings(models / "model.pt", "tiny") == {**SETTINGS, "dual": False}
 
 
 def test_what_a_run_gives_is_what_follows_the_package_reading_config(tmp_path):

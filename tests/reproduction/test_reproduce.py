@@ -16,7 +16,7 @@ def test_rows_of_both_tables_and_their_published_values():
     names = [row.name for row in table_rows("exudate_dsm", "hed", (0.25,))]
     assert names == ["single_cbce_hed", "single_dice_hed", "dual_dsm_hed", "dual_dsm_hed_rate0.25"]
     dual = table_rows("exudate_dsm", "pspnet")[2]
-    assert dual.overrides == {"arch": "pspnet", "branches": "dual", "loss_name": "dsm"}
+    assert dual.overrides == {"arch": "pspnet", "dual": True, "loss_name": "dsm"}
     assert published_values("exudate_dsm", "idrid", dual.published_key) == {"iou": 61.03, "f": 75.80, "aupr": 77.82}
     assert published_values("exudate_dsm", None, dual.published_key) == {}
     hrd = {row.name: row for row in table_rows("fundus_lesion_hrdecoder")}

@@ -5,7 +5,7 @@
 folder).
 """
 
-from monai_exudate.data.synthetic.default_set import MARKER, ensure_synthetic_dataset, resolve_dataset_root
+from monai_exudate.data.synthetic.default_set import MARKER, ensure_synthetic_dataset, resolve_dataset_dir
 from monai_exudate.data.synthetic.render import generate_fundus, lesion_statistics
 from monai_exudate.data.synthetic.writer import write_synthetic_dataset
 
@@ -14,6 +14,6 @@ __all__ = [
     "ensure_synthetic_dataset",
     "generate_fundus",
     "lesion_statistics",
-    "resolve_dataset_root",
+    "resolve_dataset_dir",
     "write_synthetic_dataset",
 ]

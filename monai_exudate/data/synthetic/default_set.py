@@ -56,7 +56,7 @@ def _ensure_synthetic_dataset(root: Path, layout: str, num: int, size: tuple[int
     return str(root)
 
 
-def resolve_dataset_root(
+def resolve_dataset_dir(
     dataset_dir: str | os.PathLike,
     synthetic: Any,
     layout: str = "idrid",
