@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "idrid_sample" / "A. Segmentation" / "1. Original Images"
@@ -122,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         masks = rng.random((1, *photo.shape[:2])) < 0.002
         painted.append(paint_overlay(photo, masks, [(255, 230, 0)]))
     compare("overlay", ("JPEG q95 4:4:4", encode_jpeg), ("PNG zlib 1", encode_png), painted, args.repeat)
-    probability_maps = [(rng.random(p.shape[:2]) ** 8 * 255).astype(np.uint8) for p in painted]
+    # probability maps as a network writes them: near zero almost everywhere, smooth blobs around lesions
+    blobs = [ndimage.gaussian_filter((rng.random(p.shape[:2]) < 2e-4).astype(np.float32), 4) for p in painted]
+    probability_maps = [np.clip(b / max(float(b.max()), 1e-6) * 255 + 2 * rng.random(b.shape), 0, 255) for b in blobs]
+    probability_maps = [m.astype(np.uint8) for m in probability_maps]
     for name, arrays in (("PNG overlay", painted), ("PNG prob map", probability_maps)):
         compare(name, ("encode_png zlib 1", encode_png), ("PIL compress_level 1", pil_png), arrays, args.repeat)
         own, pil = sum(len(encode_png(a)) for a in arrays), sum(len(pil_png(a)) for a in arrays)
