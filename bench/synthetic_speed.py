@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from monai_exudate.data.synthetic import generate_fundus, lesion_statistics
+from monai_exudate.data.synthetic import generate_fundus, imbalance_statistics
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     for i in range(args.num):
         ex_masks.append(generate_fundus((width, height), seed=i)[1]["EX"])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    stats = lesion_statistics(ex_masks)
+    stats = imbalance_statistics(ex_masks)
     per_image = f"{wall / args.num:.3f} s/image wall, {cpu / args.num:.3f} s CPU"
     print(f"{width}x{height}: {args.num / wall:.2f} images/s ({per_image})")
     print(

@@ -16,7 +16,7 @@ from monai_exudate.data.layouts import (
     idrid_image_path,
     idrid_mask_path,
 )
-from monai_exudate.data.synthetic import generate_fundus, lesion_statistics, write_synthetic_dataset
+from monai_exudate.data.synthetic import generate_fundus, imbalance_statistics, write_synthetic_dataset
 
 KEYS = {"EX", "HE", "SE", "MA", "OD"}
 
@@ -96,7 +96,7 @@ def test_confusers_are_not_exudates():
 
 def test_imbalance_and_size_spread_at_default():
     # 720x480 keeps the test fast; 1440x960 gives the same regime (see the bench script).
-    stats = lesion_statistics(generate_fundus((720, 480), seed=i)[1]["EX"] for i in range(10))
+    stats = imbalance_statistics(generate_fundus((720, 480), seed=i)[1]["EX"] for i in range(10))
     assert 100 <= stats["background_to_lesion"] <= 500
     assert stats["size_spread"] >= 40
     assert stats["num_components"] > 100
@@ -106,7 +106,7 @@ def test_background_to_exudate_controls_the_ratio():
     ratios = {}
     for requested in (60.0, 600.0):
         masks = [generate_fundus((360, 240), seed=i, background_to_exudate=requested)[1]["EX"] for i in range(6)]
-        ratios[requested] = lesion_statistics(masks)["background_to_lesion"]
+        ratios[requested] = imbalance_statistics(masks)["background_to_lesion"]
         assert requested / 1.5 <= ratios[requested] <= requested * 1.5
     assert ratios[600.0] > 3 * ratios[60.0]
 
@@ -123,15 +123,15 @@ def test_lesion_statistics_by_hand():
     a[5, 5] = a[6, 6] = True  # diagonal pair: one 8-connected component of area 2
     b = np.zeros((10, 10), bool)
     b[:, 9] = True  # area 10
-    stats = lesion_statistics([a, b])
+    stats = imbalance_statistics([a, b])
     assert stats["num_components"] == 4
     assert stats["size_spread"] == pytest.approx(10.0)
     assert stats["background_to_lesion"] == pytest.approx((200 - 17) / 17)
-    assert lesion_statistics([np.zeros((4, 4), bool)])["background_to_lesion"] == float("inf")
+    assert imbalance_statistics([np.zeros((4, 4), bool)])["background_to_lesion"] == float("inf")
     with pytest.raises(ValueError, match="empty"):
-        lesion_statistics([])
+        imbalance_statistics([])
     with pytest.raises(ValueError, match="2-D"):
-        lesion_statistics([np.zeros((2, 2, 2), bool)])
+        imbalance_statistics([np.zeros((2, 2, 2), bool)])
 
 
 def test_write_idrid_layout(tmp_path):

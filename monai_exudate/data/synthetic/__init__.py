@@ -6,14 +6,14 @@ folder).
 """
 
 from monai_exudate.data.synthetic.default_set import MARKER, ensure_synthetic_dataset, resolve_dataset_dir
-from monai_exudate.data.synthetic.render import generate_fundus, lesion_statistics
+from monai_exudate.data.synthetic.render import generate_fundus, imbalance_statistics
 from monai_exudate.data.synthetic.writer import write_synthetic_dataset
 
 __all__ = [
     "MARKER",
     "ensure_synthetic_dataset",
     "generate_fundus",
-    "lesion_statistics",
+    "imbalance_statistics",
     "resolve_dataset_dir",
     "write_synthetic_dataset",
 ]

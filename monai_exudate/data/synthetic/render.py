@@ -29,7 +29,7 @@ from monai_exudate.data.synthetic.lesions import _blend, _drusen, _exudates, _pa
 from monai_exudate.data.synthetic.lookalikes import border_glare, disc_halo, light_reflexes, notch_mask
 from monai_exudate.data.synthetic.vessels import _render_vessels
 
-__all__ = ["generate_fundus", "lesion_statistics"]
+__all__ = ["generate_fundus", "imbalance_statistics"]
 
 
 def _render(
@@ -190,7 +190,7 @@ def generate_fundus(
     return image, masks
 
 
-def lesion_statistics(masks: Iterable[np.ndarray]) -> dict[str, float]:
+def imbalance_statistics(masks: Iterable[np.ndarray]) -> dict[str, float]:
     """Imbalance and size spread of a collection of binary lesion masks.
 
     Returns ``background_to_lesion`` (non-lesion / lesion pixels over all masks), ``size_spread`` (mean area of
