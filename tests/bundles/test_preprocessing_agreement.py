@@ -57,3 +57,27 @@ def test_training_evaluation_and_inference_prepare_the_photograph_alike(bundle, 
     restored = [t.inverse({"image": d["image"]})["image"] for t, d in ((evaluate, evaluated), (infer, inferred))]
     assert tuple(restored[0].shape[1:]) == (200, 140)
     assert torch.equal(restored[0].as_tensor(), restored[1].as_tensor())
+
+
+@pytest.mark.parametrize("bundle", sorted(SETTINGS))
+def test_training_and_inference_build_the_same_network_and_post_processing(bundle, tmp_path):
+    train = ConfigParser()
+    train.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
+    tiny = {"net_width": 8} if bundle == "exudate_dsm" else {"net_width": 4, "stage1_channels": 8, "head_channels": 8}
+    train.update({**SETTINGS[bundle], **tiny})
+    infer = ConfigParser()
+    infer.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+    infer.update({**SETTINGS[bundle], **tiny, "ckpt_path": str(tmp_path / "absent.pt")})
+    trained, inferred = train.get_parsed_content("network_def"), infer.get_parsed_content("network_def")
+    assert type(trained) is type(inferred)
+    shapes = [{k: tuple(v.shape) for k, v in n.state_dict().items()} for n in (trained, inferred)]
+    assert shapes[0] == shapes[1]
+    logits = torch.randn(2 if bundle == "exudate_dsm" else 4, 8, 8)  # the DSM default is dual: one channel per branch
+    outputs = []
+    for parser in (train, infer):
+        output = {"pred": logits.clone()}
+        for transform in parser.get_parsed_content("postprocessing_transforms"):
+            output = transform(output)
+        outputs.append(output["pred"])
+    assert outputs[0].shape == (1 if bundle == "exudate_dsm" else 4, 8, 8)
+    assert torch.equal(outputs[0], outputs[1])
