@@ -111,9 +111,7 @@ def package_settings(model_file: str | os.PathLike | None, bundle: str) -> dict[
             model_file,
         )
         return settings
-    settings = dict(package["settings"])
-    if "branches" in settings and "dual" not in settings:  # packages of bundle 0.6.0 name the switch by its old name
-        settings["dual"] = settings.pop("branches") == "dual"
+    settings = _upgraded(dict(package["settings"]), bundle)
     source = Path(model_file).with_name(PACKAGE_FILE)
     conflicts = [
         f"{name!r}: the model package says {settings[name]!r}, the run gives {value!r}"
@@ -129,6 +127,17 @@ def package_settings(model_file: str | os.PathLike | None, bundle: str) -> dict[
     overridden = {n: v for n, v in configured.items() if n in settings and not _same(settings[n], v, n)}
     if overridden:
         logger.info("settings from %s replace the config files' values: %s", source, overridden)
+    return settings
+
+
+def _upgraded(settings: dict[str, Any], bundle: str) -> dict[str, Any]:
+    """The settings of a package written by an older bundle version, under today's names and meanings."""
+    if bundle != "exudate_dsm":
+        return settings
+    if "branches" in settings and "dual" not in settings:  # 0.6.0 named the switch "branches": "dual" | "single"
+        settings["dual"] = settings.pop("branches") == "dual"
+    # before 0.7.0 a dual PSPNet had one auxiliary head per branch (a DeepLabv3 none): weights saved so need that
+    settings.setdefault("shared_aux_head", False)
     return settings
 
 

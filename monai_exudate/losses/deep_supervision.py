@@ -78,22 +78,39 @@ class DualBranchLoss(_WeightedSupervision):
 
     ``outputs`` is ``{"large": branch, "small": branch}``, each branch a tensor or
     ``{"out": T, "aux": T (optional), "side": [T, ...] (optional)}``; both branches must carry the same entries.
-    Returns ``loss(out_L, y_L, out_S, y_S) + aux_weight * loss(aux_L, y_L, aux_S, y_S)
-    + side_weight * sum_k loss(side_L[k], y_L, side_S[k], y_S)``.
+    Returns ``loss(out_L, y_L, out_S, y_S) + aux term + side_weight * sum_k loss(side_L[k], y_L, side_S[k], y_S)``.
+
+    The auxiliary term follows ``aux_loss``: given (the authors' rule), ``aux_weight * (aux_loss(aux_L, y_L) +
+    aux_loss(aux_S, y_S))``, each branch's auxiliary logits against its own image, neither weighted by alpha nor
+    re-sampled (``ToolboxCombiner.dual_forward`` in the authors' ``dual/combiner.py``: ``alpha * loss1 + 0.2 *
+    loss2`` on one rank, the small image's on the other); None, the DSM pair ``aux_weight * loss(aux_L, y_L, aux_S,
+    y_S)``.
 
     Args:
-        loss: the :class:`DSMLoss` (its ``alpha`` is shared by all terms).
-        aux_weight: weight of the auxiliary-classifier pair (0.2 in the authors' PSPNet code).
+        loss: the :class:`DSMLoss` (its ``alpha`` is shared by all DSM terms).
+        aux_weight: weight of the auxiliary-classifier term (0.2 in the authors' PSPNet code).
         side_weight: weight of each side-output pair (HED deep supervision).
+        aux_loss: plain loss ``aux_loss(logits, target)`` of each branch's auxiliary output, or None (see above).
     """
 
-    def __init__(self, loss: DSMLoss, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
+    def __init__(
+        self, loss: DSMLoss, aux_weight: float = 0.2, side_weight: float = 1.0, aux_loss: nn.Module | None = None
+    ) -> None:
         super().__init__(loss, aux_weight, side_weight)
+        self.aux_loss = aux_loss
 
     def _pair(
         self, large: torch.Tensor, target_large: torch.Tensor, small: torch.Tensor, target_small: torch.Tensor
     ) -> torch.Tensor:
         return self.loss(_match_size(large, target_large), target_large, _match_size(small, target_small), target_small)
+
+    def _aux(
+        self, large: torch.Tensor, target_large: torch.Tensor, small: torch.Tensor, target_small: torch.Tensor
+    ) -> torch.Tensor:
+        if self.aux_loss is None:
+            return self.aux_weight * self._pair(large, target_large, small, target_small)
+        plain_large = self.aux_loss(_match_size(large, target_large), target_large)
+        return self.aux_weight * (plain_large + self.aux_loss(_match_size(small, target_small), target_small))
 
     def forward(self, outputs: Mapping, target_large: torch.Tensor, target_small: torch.Tensor) -> torch.Tensor:
         """Scalar loss of the dual network's training ``outputs`` against the two branches' targets."""
@@ -107,7 +124,7 @@ class DualBranchLoss(_WeightedSupervision):
             raise ValueError(f"outputs: the branches have {len(side_l)} and {len(side_s)} side outputs.")
         total = self._pair(out_l, target_large, out_s, target_small)
         if aux_l is not None:
-            total = total + self.aux_weight * self._pair(aux_l, target_large, aux_s, target_small)
+            total = total + self._aux(aux_l, target_large, aux_s, target_small)
         for s_l, s_s in zip(side_l, side_s, strict=True):
             total = total + self.side_weight * self._pair(s_l, target_large, s_s, target_small)
         return total

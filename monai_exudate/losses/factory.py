@@ -10,6 +10,9 @@ from monai_exudate.losses.deep_supervision import DualBranchLoss, SingleBranchLo
 from monai_exudate.losses.dsm import DSMLoss
 
 LOSS_NAMES = ("dsm", "dice", "cbce")
+# how a dual network's auxiliary output is supervised: "plain" Dice on each branch's own image (the authors'
+# combiner), or "dsm", the same alpha-weighted, re-sampled pair as the main output (bundles before 0.7.0)
+AUX_LOSS_RULES = ("plain", "dsm")
 
 
 def build_exudate_loss(
@@ -20,6 +23,7 @@ def build_exudate_loss(
     smooth: float = 1.0,
     aux_weight: float = 0.2,
     side_weight: float = 1.0,
+    aux_loss: str = "plain",
 ) -> torch.nn.Module:
     """Return the loss for ``name`` (dsm | dice | cbce) and the network's branches (``dual`` or single).
 
@@ -27,17 +31,24 @@ def build_exudate_loss(
       branch, weighted by alpha (set each epoch by ``AlphaScheduleHandler``).
     - dual + dice: both branches trained with plain Dice (uniform samplers); alpha still weights the two.
     - single + dice / single + cbce: the paper's baselines (MONAI ``DiceLoss`` / class-balanced BCE).
-    Auxiliary (PSPNet) and side (HED) outputs are supervised with the same loss at ``aux_weight`` / ``side_weight``.
+    Side (HED) outputs are supervised with the same loss at ``side_weight``; auxiliary (PSPNet, DeepLabv3) outputs at
+    ``aux_weight`` with the same loss for single networks and, for dual ones, by ``aux_loss`` (one of
+    :data:`AUX_LOSS_RULES`; "plain" is MONAI ``DiceLoss`` on each branch's own image, see :class:`DualBranchLoss`).
+    The authors weigh the auxiliary term 0.2 for dual networks and 0.4 for the single baselines
+    (``loss/criterion.py`` L159 of their code); the bundle's ``aux_weight`` setting does the same.
     """
     if name not in LOSS_NAMES:
         raise ValueError(f"unknown loss {name!r}; expected one of {LOSS_NAMES}")
+    if aux_loss not in AUX_LOSS_RULES:
+        raise ValueError(f"aux_loss must be one of {AUX_LOSS_RULES}, got {aux_loss!r}")
     if dual:
         if name == "cbce":
-            raise ValueError("loss 'cbce' is a single-branch baseline; use branches 'single' or loss 'dsm'/'dice'")
+            raise ValueError("loss 'cbce' is a single-branch baseline; use dual false or loss 'dsm'/'dice'")
         small_sampler = "rebalanced" if name == "dsm" else "uniform"
         dsm = DSMLoss(sample_rate=sample_rate, mode=mode, small_sampler=small_sampler, smooth=smooth)
-        return DualBranchLoss(dsm, aux_weight=aux_weight, side_weight=side_weight)
+        plain = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth) if aux_loss == "plain" else None
+        return DualBranchLoss(dsm, aux_weight=aux_weight, side_weight=side_weight, aux_loss=plain)
     if name == "dsm":
-        raise ValueError("loss 'dsm' needs the dual-branch network; use branches 'dual' or loss 'dice'/'cbce'")
+        raise ValueError("loss 'dsm' needs the dual-branch network; use dual true or loss 'dice'/'cbce'")
     base = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth) if name == "dice" else ClassBalancedBCELoss()
     return SingleBranchLoss(base, aux_weight=aux_weight, side_weight=side_weight)

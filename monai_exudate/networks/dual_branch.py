@@ -38,11 +38,14 @@ class _ResNetBranch(nn.Module):
         self.head = head
         self.aux_head = aux_head
 
-    def forward(self, features: list[torch.Tensor], size: Sequence[int]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: list[torch.Tensor], size: Sequence[int], shared_aux: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
         # features: shared outputs of layer1..layer3 and of the shared layer4 blocks (layer3 again if none)
         outputs = {"out": _resize(self.head(self.layer4(features[3])), size)}
-        if self.aux_head is not None and self.training:
-            outputs["aux"] = _resize(self.aux_head(features[2]), size)
+        aux_head = self.aux_head if self.aux_head is not None else shared_aux
+        if aux_head is not None and self.training:
+            outputs["aux"] = _resize(aux_head(features[2]), size)
         return outputs
 
 
@@ -54,7 +57,9 @@ class _HEDBranch(nn.Module):
         self.features = features
         self.head = head
 
-    def forward(self, features: list[torch.Tensor], size: Sequence[int]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: list[torch.Tensor], size: Sequence[int], shared_aux: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
         stages = list(features) + run_vgg_stages(self.features, features[-1])
         out, sides = self.head(stages, size)
         return {"out": out, "side": sides}
@@ -64,14 +69,18 @@ class DualBranchNet(nn.Module):
     """Two branches of the same segmentation network with shared early stages (dual-branch DSM method).
 
     Sharing: PSPNet/DeepLabv3 share the ResNet stem and layer1..layer3 (module ``shared``); each branch
-    (``large``, ``small``) has its own layer4 (by default; see ``branch_layer4_blocks``), its own head and, for
-    PSPNet, its own auxiliary classifier on the shared layer3 features. HED shares VGG16 stages 1-3; each branch
-    has its own stages 4-5 and all five side convs and the fusion. A pretrained backbone initialises the shared
-    stages and both copies of the per-branch stages. ``shared`` is the backbone module with its per-branch stages
-    moved into the branches (its ``out_channels`` still describe the complete backbone's features).
+    (``large``, ``small``) has its own layer4 (by default; see ``branch_layer4_blocks``) and its own head. The
+    auxiliary classifier on the layer3 features is one module shared by both branches (``shared_aux_head``, as the
+    authors' ``Dual_PSPNet``/``Dual_Deeplabv3``, whose ``dsn`` head sits in the shared ``BackboneBlock``: PSPNet and
+    DeepLabv3 both have it) or, without it, one per branch for PSPNet and none for DeepLabv3. HED shares VGG16
+    stages 1-3; each branch has its own stages 4-5 and all five side convs and the fusion. A pretrained backbone
+    initialises the shared stages and both copies of the per-branch stages. ``shared`` is the backbone module with
+    its per-branch stages moved into the branches (its ``out_channels`` still describe the complete backbone's
+    features).
 
     Training mode: ``forward(x, x_small)`` returns ``{"large": dict, "small": dict}`` of logits at the input sizes
-    (``"out"``, plus ``"aux"`` for PSPNet and the five ``"side"`` logits for HED, where ``"out"`` is the fusion);
+    (``"out"``, plus ``"aux"`` where there is an auxiliary head and the five ``"side"`` logits for HED, where
+    ``"out"`` is the fusion);
     ``x`` feeds the large-exudate branch and ``x_small`` the small-exudate branch (batch sizes may differ).
     Eval mode: ``forward(x)`` runs the shared stages once and returns both branches' ``"out"`` logits stacked on the
     channels, ``[B, 2 * C, H, W]`` (large first); fusing them is a post-processing step
@@ -89,6 +98,8 @@ class DualBranchNet(nn.Module):
         branch_layer4_blocks: ResNet only: number of trailing layer4 blocks duplicated per branch, the leading ones
             being shared; None duplicates all of layer4. The authors' released code duplicates only the last block
             (``branch_layer4_blocks=1``), which gives their ~1.5x parameter ratio.
+        shared_aux_head: ResNet only: one auxiliary classifier on the shared layer3 features for both branches (the
+            authors'); False gives PSPNet one per branch and DeepLabv3 none (the bundles before 0.7.0).
     """
 
     def __init__(
@@ -101,11 +112,13 @@ class DualBranchNet(nn.Module):
         dropout: float = 0.1,
         pretrained_path: str | None = None,
         branch_layer4_blocks: int | None = None,
+        shared_aux_head: bool = False,
     ) -> None:
         super().__init__()
         if arch not in _BACKBONE_ARCHITECTURES:
             raise ValueError(f"arch must be one of {_BACKBONE_ARCHITECTURES}, got '{arch}' (use DualUNet for 'unet').")
         self.arch = arch
+        self.aux_head: nn.Module | None = None
         if arch == "hed":
             if branch_layer4_blocks is not None:
                 raise ValueError("branch_layer4_blocks applies to the ResNet architectures only, not to 'hed'.")
@@ -130,20 +143,23 @@ class DualBranchNet(nn.Module):
         for layer4 in (tail, copy.deepcopy(tail)):
             if arch == "pspnet":
                 head = PSPHead(channels[3], out_channels, dropout=dropout)
-                aux = AuxHead(channels[2], out_channels, dropout=dropout)
+                aux = None if shared_aux_head else AuxHead(channels[2], out_channels, dropout=dropout)
             else:
                 head, aux = ASPPHead(channels[3], out_channels, dropout=dropout), None
             branches.append(_ResNetBranch(layer4, head, aux))
         self.large, self.small = branches
+        if shared_aux_head:
+            self.aux_head = AuxHead(channels[2], out_channels, dropout=dropout)
 
     def forward_branches(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Run both branches on the same input (shared stages once); logits at the input size, in either mode.
 
-        PSPNet's ``"aux"`` is only computed in training mode.
+        The auxiliary ``"aux"`` logits are only computed in training mode.
         """
         check_image_batch("x", x)
         features = self.shared(x)
-        return {"large": self.large(features, x.shape[-2:]), "small": self.small(features, x.shape[-2:])}
+        size = x.shape[-2:]
+        return {"large": self.large(features, size, self.aux_head), "small": self.small(features, size, self.aux_head)}
 
     def forward(
         self, x: torch.Tensor, x_small: torch.Tensor | None = None
@@ -151,8 +167,8 @@ class DualBranchNet(nn.Module):
         check_dual_inputs("DualBranchNet", self.training, x, x_small)
         if self.training:
             return {
-                "large": self.large(self.shared(x), x.shape[-2:]),
-                "small": self.small(self.shared(x_small), x_small.shape[-2:]),
+                "large": self.large(self.shared(x), x.shape[-2:], self.aux_head),
+                "small": self.small(self.shared(x_small), x_small.shape[-2:], self.aux_head),
             }
         outputs = self.forward_branches(x)
         return torch.cat([outputs["large"]["out"], outputs["small"]["out"]], dim=1)
@@ -169,6 +185,7 @@ def build_exudate_network(
     in_channels: int = 3,
     branch_layer4_blocks: int | None = None,
     head_prior: float | None = None,
+    shared_aux_head: bool = False,
 ) -> nn.Module:
     """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,
     ``DualUNet``) network.
@@ -191,6 +208,8 @@ def build_exudate_network(
         branch_layer4_blocks: dual ResNet networks only, see ``DualBranchNet``.
         head_prior: "unet" only: initial foreground probability of the classifier bias
             (:func:`~monai_exudate.networks.unet.init_prior_bias`); None keeps the default initialisation.
+        shared_aux_head: dual PSPNet/DeepLabv3: one auxiliary classifier shared by the branches (see
+            ``DualBranchNet``); the other networks have no auxiliary head to share, and it changes nothing there.
 
     Raises:
         ValueError: unknown ``arch``, ``branch_layer4_blocks`` given for a single-branch network or for "unet", or
@@ -211,8 +230,9 @@ def build_exudate_network(
     layers = tuple(layers)
     if dual:
         return DualBranchNet(
-            arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks
-        )
+            arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks,
+            bool(shared_aux_head),
+        )  # fmt: skip
     if branch_layer4_blocks is not None:
         raise ValueError("branch_layer4_blocks applies to dual-branch networks only (dual=True).")
     if arch == "pspnet":

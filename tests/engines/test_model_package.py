@@ -104,7 +104,7 @@ def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_pat
     package = json.loads((models / PACKAGE_FILE).read_text())
     package["settings"]["branches"] = "single"
     (models / PACKAGE_FILE).write_text(json.dumps(package))
-    assert package_settings(models / "model.pt", "tiny") == {**SETTINGS, "dual": False}
+    assert package_settings(models / "model.pt", "exudate_dsm") == {**SETTINGS, "dual": False, "shared_aux_head": False}
 
 
 def test_what_a_run_gives_is_what_follows_the_package_reading_config(tmp_path):

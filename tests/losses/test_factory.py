@@ -108,3 +108,11 @@ def test_dsm_finite_on_empty_targets(mode, alpha):
     # one branch empty, the other with exudates: still finite
     some = (torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2)) < 0.1).float()
     assert torch.isfinite(loss(outputs, some, empty)) and torch.isfinite(loss(outputs, empty, some))
+
+
+def test_auxiliary_rule_of_dual_losses():
+    plain = build_exudate_loss("dsm", dual=True, mode="expected")
+    assert isinstance(plain.aux_loss, DiceLoss)  # the authors' rule is the default
+    assert build_exudate_loss("dsm", dual=True, mode="expected", aux_loss="dsm").aux_loss is None
+    with pytest.raises(ValueError, match="aux_loss"):
+        build_exudate_loss("dsm", dual=True, aux_loss="shared")

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 
 from monai_exudate.losses import ClassBalancedBCELoss, DSMLoss, DualBranchLoss, SingleBranchLoss, class_balance_weights
 
@@ -94,3 +95,26 @@ def test_dual_branch_mismatch():
         wrapper(large["out"], _target(0), _target(1))
     with pytest.raises(ValueError, match="aux_weight"):
         DualBranchLoss(DSMLoss(), aux_weight=-1)
+
+
+def test_dual_branch_plain_auxiliary_rule_ignores_alpha():
+    """The authors' rule: each branch's aux output gets plain Dice against its own image, not weighted by alpha."""
+    dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0)
+    large, small = _outputs(0), _outputs(1, sides=0)
+    large.pop("side")
+    yl, ys = _target(2), _target(3)
+
+    def up(t):
+        return F.interpolate(t, size=(8, 8), mode="bilinear", align_corners=False)
+
+    values = []
+    for alpha in (0.9, 0.1):
+        dsm = DSMLoss(mode="expected", alpha=alpha)
+        wrapper = DualBranchLoss(dsm, aux_weight=0.2, aux_loss=dice)
+        got = wrapper({"large": large, "small": small}, yl, ys)
+        expected = dsm(large["out"], yl, small["out"], ys) + 0.2 * (
+            dice(up(large["aux"]), yl) + dice(up(small["aux"]), ys)
+        )
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+        values.append((got - dsm(large["out"], yl, small["out"], ys)).item())
+    assert values[0] == pytest.approx(values[1], rel=1e-6)  # the aux term is the same at every alpha

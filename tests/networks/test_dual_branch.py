@@ -212,3 +212,23 @@ def test_full_size_networks_run_on_meta_device(arch):
         logits = net.eval()(torch.empty(1, 3, 97, 130))
     assert outputs["large"]["out"].shape == (2, 1, 97, 130) and outputs["small"]["out"].shape == (2, 1, 64, 64)
     assert logits.shape == (1, 2, 97, 130)
+
+
+@pytest.mark.parametrize("arch", ["pspnet", "deeplabv3"])
+def test_shared_auxiliary_head_serves_both_branches(arch):
+    """The authors' dual ResNet networks: one aux classifier on the shared layer3, trained by both branches."""
+    net = _tiny(arch, True, shared_aux_head=True)
+    keys = net.state_dict().keys()
+    assert any(k.startswith("aux_head.") for k in keys)
+    assert not any(".aux_head." in k for k in keys)  # none left in the branches
+    net.train()
+    out = net(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    assert out["large"]["aux"].shape == out["small"]["aux"].shape == (2, 1, 32, 32)
+    out["small"]["aux"].sum().backward()
+    assert all(p.grad is not None for p in net.aux_head.parameters())
+    net.eval()
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 2, 32, 32)  # eval output unchanged: the two branches' logits
+    # without it (bundles before 0.7.0): PSPNet keeps one aux head per branch, DeepLabv3 none
+    per_branch = _tiny(arch, True).state_dict().keys()
+    assert any(k.startswith("large.aux_head.") for k in per_branch) == (arch == "pspnet")
+    assert not any(k.startswith("aux_head.") for k in per_branch)
