@@ -7,12 +7,13 @@ from monai_exudate.losses.class_balanced_bce import ClassBalancedBCELoss, class_
 from monai_exudate.losses.deep_supervision import DualBranchLoss, SingleBranchLoss, split_outputs
 from monai_exudate.losses.dice import SampledDiceLoss, build_sampler, weighted_dice, weighted_dice_loss
 from monai_exudate.losses.dsm import DSMLoss
-from monai_exudate.losses.factory import LOSS_NAMES, build_exudate_loss
+from monai_exudate.losses.factory import LOSS_NAMES, authors_sample_rate, build_exudate_loss
 from monai_exudate.losses.hrdecoder_loss import HRDecoderLoss, crop_hr_targets
 from monai_exudate.losses.samplers import INVERSE_FREQUENCY, RebalancedPixelSampler, UniformPixelSampler
 from monai_exudate.losses.schedules import ConstantAlpha, CosineDecay, LinearDecay, ParabolicDecay
 
 __all__ = [
+    "authors_sample_rate",
     "INVERSE_FREQUENCY",
     "LOSS_NAMES",
     "ClassBalancedBCELoss",

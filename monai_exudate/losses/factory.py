@@ -13,6 +13,16 @@ LOSS_NAMES = ("dsm", "dice", "cbce")
 # how a dual network's auxiliary output is supervised: "plain" Dice on each branch's own image (the authors'
 # combiner), or "dsm", the same alpha-weighted, re-sampled pair as the main output (bundles before 0.7.0)
 AUX_LOSS_RULES = ("plain", "dsm")
+# the rate p of the small branch's re-balanced sampler per architecture, from the authors' train.sh
+# (--dual-p 0.5 for PSPNet, 0.25 for DeepLabv3 and HED); the U-Net, which they did not train, takes the paper's 0.5
+AUTHORS_SAMPLE_RATES = {"pspnet": 0.5, "deeplabv3": 0.25, "hed": 0.25, "unet": 0.5}
+
+
+def authors_sample_rate(arch: str) -> float:
+    """The small branch's sample rate the authors use for ``arch`` (see :data:`AUTHORS_SAMPLE_RATES`)."""
+    if arch not in AUTHORS_SAMPLE_RATES:
+        raise ValueError(f"arch must be one of {tuple(AUTHORS_SAMPLE_RATES)}, got {arch!r}")
+    return AUTHORS_SAMPLE_RATES[arch]
 
 
 def build_exudate_loss(

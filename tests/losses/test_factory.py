@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from monai.losses import DiceLoss
 
 from monai_exudate.losses import (
@@ -14,7 +17,7 @@ from monai_exudate.losses import (
     SingleBranchLoss,
     UniformPixelSampler,
 )
-from monai_exudate.losses.factory import LOSS_NAMES, build_exudate_loss
+from monai_exudate.losses.factory import LOSS_NAMES, authors_sample_rate, build_exudate_loss
 
 
 def branch_outputs(batch: int = 2, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -116,3 +119,14 @@ def test_auxiliary_rule_of_dual_losses():
     assert build_exudate_loss("dsm", dual=True, mode="expected", aux_loss="dsm").aux_loss is None
     with pytest.raises(ValueError, match="aux_loss"):
         build_exudate_loss("dsm", dual=True, aux_loss="shared")
+
+
+def test_sample_rate_per_architecture_follows_the_authors_scripts():
+    assert [authors_sample_rate(a) for a in ("pspnet", "deeplabv3", "hed", "unet")] == [0.5, 0.25, 0.25, 0.5]
+    with pytest.raises(ValueError, match="arch"):
+        authors_sample_rate("segformer")
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[2] / "bundles/exudate_dsm/configs/train.json"))
+    for arch, rate in (("deeplabv3", 0.25), ("pspnet", 0.5)):
+        parser.update({"arch": arch})
+        assert parser.get_parsed_content("sample_rate") == rate
