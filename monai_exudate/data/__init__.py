@@ -5,8 +5,10 @@ from monai_exudate.data import (
     crop_weights,
     indexers,
     layouts,
+    preprocessing,
     readers,
     resize,
+    selection,
     synthetic,
     transforms,
 )
@@ -16,8 +18,10 @@ __all__ = [
     "crop_weights",
     "indexers",
     "layouts",
+    "preprocessing",
     "readers",
     "resize",
+    "selection",
     "synthetic",
     "transforms",
 ]

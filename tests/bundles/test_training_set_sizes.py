@@ -82,3 +82,21 @@ def test_idrid_overlays_follow_the_authors_schedule_and_sharing():
     hrd = json.loads((REPO / "bundles" / "fundus_lesion_hrdecoder" / "configs" / "idrid.json").read_text())
     assert hrd["dice_smooth"] == 1e-5 and hrd["rotate_prob"] == 1.0
     assert hrd["image_mean"] == [116.513, 56.437, 16.309] and hrd["image_std"] == [80.206, 41.232, 13.293]
+
+
+@pytest.mark.parametrize("overlay", ["idrid.json", "ddr.json"])
+def test_dsm_overlays_take_the_authors_auxiliary_head_sample_rates_and_training_set(overlay):
+    from monai.bundle import ConfigParser
+
+    configs = REPO / "bundles" / "exudate_dsm" / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / overlay)])
+    # one shared aux head, plain Dice on each branch's own image at 0.2 (0.4 for the single baselines)
+    assert parser.get_parsed_content("network_def").aux_head is not None
+    loss = parser.get_parsed_content("loss")
+    assert loss.aux_loss is not None and loss.aux_weight == 0.2
+    parser.update({"dual": False, "loss_name": "dice"})
+    assert parser.get_parsed_content("loss").aux_weight == 0.4
+    parser.update({"dual": True, "arch": "deeplabv3"})
+    assert parser.get_parsed_content("sample_rate") == 0.25
+    assert parser["drop_lesion_free"] is True  # training images without exudate are left out
