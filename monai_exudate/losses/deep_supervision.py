@@ -40,15 +40,18 @@ def _match_size(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class _WeightedSupervision(nn.Module):
-    """A loss with the weights of the auxiliary-classifier and side-output terms, checked once."""
+    """A loss with the weights of the auxiliary-classifier and side-output terms and its overall scale, checked once."""
 
-    def __init__(self, loss: nn.Module, aux_weight: float = 0.2, side_weight: float = 1.0) -> None:
+    def __init__(self, loss: nn.Module, aux_weight: float = 0.2, side_weight: float = 1.0, scale: float = 1.0) -> None:
         super().__init__()
         if aux_weight < 0 or side_weight < 0:
             raise ValueError(f"aux_weight and side_weight must be non-negative, got {aux_weight} and {side_weight}.")
+        if not scale > 0:
+            raise ValueError(f"loss_scale must be positive, got {scale}.")
         self.loss = loss
         self.aux_weight = float(aux_weight)
         self.side_weight = float(side_weight)
+        self.scale = float(scale)
 
 
 class SingleBranchLoss(_WeightedSupervision):
@@ -60,6 +63,7 @@ class SingleBranchLoss(_WeightedSupervision):
         loss: a loss ``loss(logits, target)`` (e.g. MONAI ``DiceLoss(sigmoid=True)`` or ``ClassBalancedBCELoss``).
         aux_weight: weight of the auxiliary-classifier term (0.2 in the authors' PSPNet code).
         side_weight: weight of each side-output term (HED deep supervision).
+        scale: factor on the whole sum.
     """
 
     def forward(self, outputs: torch.Tensor | Mapping, target: torch.Tensor) -> torch.Tensor:
@@ -70,7 +74,7 @@ class SingleBranchLoss(_WeightedSupervision):
             total = total + self.aux_weight * self.loss(_match_size(aux, target), target)
         for s in side:
             total = total + self.side_weight * self.loss(_match_size(s, target), target)
-        return total
+        return self.scale * total
 
 
 class DualBranchLoss(_WeightedSupervision):
@@ -91,12 +95,20 @@ class DualBranchLoss(_WeightedSupervision):
         aux_weight: weight of the auxiliary-classifier term (0.2 in the authors' PSPNet code).
         side_weight: weight of each side-output pair (HED deep supervision).
         aux_loss: plain loss ``aux_loss(logits, target)`` of each branch's auxiliary output, or None (see above).
+        scale: factor on the whole sum. The authors train a dual network on two GPUs, one branch per GPU, and their
+            DDP averages the two ranks' gradients, so their step follows 0.5 x this sum; ``scale=0.5`` reproduces
+            that step on any number of devices.
     """
 
     def __init__(
-        self, loss: DSMLoss, aux_weight: float = 0.2, side_weight: float = 1.0, aux_loss: nn.Module | None = None
+        self,
+        loss: DSMLoss,
+        aux_weight: float = 0.2,
+        side_weight: float = 1.0,
+        aux_loss: nn.Module | None = None,
+        scale: float = 1.0,
     ) -> None:
-        super().__init__(loss, aux_weight, side_weight)
+        super().__init__(loss, aux_weight, side_weight, scale)
         self.aux_loss = aux_loss
 
     def _pair(
@@ -127,4 +139,4 @@ class DualBranchLoss(_WeightedSupervision):
             total = total + self._aux(aux_l, target_large, aux_s, target_small)
         for s_l, s_s in zip(side_l, side_s, strict=True):
             total = total + self.side_weight * self._pair(s_l, target_large, s_s, target_small)
-        return total
+        return self.scale * total

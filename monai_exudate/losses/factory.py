@@ -34,6 +34,7 @@ def build_exudate_loss(
     aux_weight: float = 0.2,
     side_weight: float = 1.0,
     aux_loss: str = "plain",
+    loss_scale: float = 1.0,
 ) -> torch.nn.Module:
     """Return the loss for ``name`` (dsm | dice | cbce) and the network's branches (``dual`` or single).
 
@@ -45,7 +46,8 @@ def build_exudate_loss(
     ``aux_weight`` with the same loss for single networks and, for dual ones, by ``aux_loss`` (one of
     :data:`AUX_LOSS_RULES`; "plain" is MONAI ``DiceLoss`` on each branch's own image, see :class:`DualBranchLoss`).
     The authors weigh the auxiliary term 0.2 for dual networks and 0.4 for the single baselines
-    (``loss/criterion.py`` L159 of their code); the bundle's ``aux_weight`` setting does the same.
+    (``loss/criterion.py`` L159 of their code); the bundle's ``aux_weight`` setting does the same. ``loss_scale``
+    multiplies the whole loss (0.5 gives a dual network the authors' two-GPU step, see :class:`DualBranchLoss`).
     """
     if name not in LOSS_NAMES:
         raise ValueError(f"unknown loss {name!r}; expected one of {LOSS_NAMES}")
@@ -57,8 +59,8 @@ def build_exudate_loss(
         small_sampler = "rebalanced" if name == "dsm" else "uniform"
         dsm = DSMLoss(sample_rate=sample_rate, mode=mode, small_sampler=small_sampler, smooth=smooth)
         plain = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth) if aux_loss == "plain" else None
-        return DualBranchLoss(dsm, aux_weight=aux_weight, side_weight=side_weight, aux_loss=plain)
+        return DualBranchLoss(dsm, aux_weight=aux_weight, side_weight=side_weight, aux_loss=plain, scale=loss_scale)
     if name == "dsm":
         raise ValueError("loss 'dsm' needs the dual-branch network; use dual true or loss 'dice'/'cbce'")
     base = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth) if name == "dice" else ClassBalancedBCELoss()
-    return SingleBranchLoss(base, aux_weight=aux_weight, side_weight=side_weight)
+    return SingleBranchLoss(base, aux_weight=aux_weight, side_weight=side_weight, scale=loss_scale)

@@ -94,9 +94,11 @@ def test_dsm_overlays_take_the_authors_auxiliary_head_sample_rates_and_training_
     # one shared aux head, plain Dice on each branch's own image at 0.2 (0.4 for the single baselines)
     assert parser.get_parsed_content("network_def").aux_head is not None
     loss = parser.get_parsed_content("loss")
-    assert loss.aux_loss is not None and loss.aux_weight == 0.2
+    # their two GPUs each compute one branch's loss and DDP averages the gradients: a 0.5 x step for a dual network
+    assert loss.aux_loss is not None and loss.aux_weight == 0.2 and loss.scale == 0.5
     parser.update({"dual": False, "loss_name": "dice"})
-    assert parser.get_parsed_content("loss").aux_weight == 0.4
+    loss = parser.get_parsed_content("loss")
+    assert loss.aux_weight == 0.4 and loss.scale == 1.0
     parser.update({"dual": True, "arch": "deeplabv3"})
     assert parser.get_parsed_content("sample_rate") == 0.25
     assert parser["drop_lesion_free"] is True  # training images without exudate are left out

@@ -118,3 +118,13 @@ def test_dual_branch_plain_auxiliary_rule_ignores_alpha():
         assert got.item() == pytest.approx(expected.item(), rel=1e-6)
         values.append((got - dsm(large["out"], yl, small["out"], ys)).item())
     assert values[0] == pytest.approx(values[1], rel=1e-6)  # the aux term is the same at every alpha
+
+
+def test_loss_scale_multiplies_the_whole_sum():
+    dsm = DSMLoss(mode="expected", alpha=0.7)
+    large, small, yl, ys = _outputs(0), _outputs(1), _target(2), _target(3)
+    full = DualBranchLoss(dsm)({"large": large, "small": small}, yl, ys)
+    half = DualBranchLoss(dsm, scale=0.5)({"large": large, "small": small}, yl, ys)
+    assert half.item() == pytest.approx(0.5 * full.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="loss_scale"):
+        SingleBranchLoss(ClassBalancedBCELoss(), scale=0.0)
