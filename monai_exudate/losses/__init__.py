@@ -4,7 +4,7 @@ Plain Dice baselines use MONAI's ``monai.losses.DiceLoss(sigmoid=True)`` directl
 """
 
 from monai_exudate.losses.class_balanced_bce import ClassBalancedBCELoss, class_balance_weights
-from monai_exudate.losses.deep_supervision import DualBranchLoss, SingleBranchLoss, split_outputs
+from monai_exudate.losses.deep_supervision import DualBranchLoss, DualHEDLoss, SingleBranchLoss, split_outputs
 from monai_exudate.losses.dice import SampledDiceLoss, build_sampler, weighted_dice, weighted_dice_loss
 from monai_exudate.losses.dsm import DSMLoss
 from monai_exudate.losses.factory import LOSS_NAMES, authors_sample_rate, build_exudate_loss
@@ -21,6 +21,7 @@ __all__ = [
     "CosineDecay",
     "DSMLoss",
     "DualBranchLoss",
+    "DualHEDLoss",
     "HRDecoderLoss",
     "LinearDecay",
     "ParabolicDecay",

@@ -10,7 +10,7 @@ from torch import nn
 
 from monai_exudate.losses.dsm import DSMLoss
 
-__all__ = ["DualBranchLoss", "SingleBranchLoss", "split_outputs"]
+__all__ = ["DualBranchLoss", "DualHEDLoss", "SingleBranchLoss", "split_outputs"]
 
 _INTERP_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -140,3 +140,47 @@ class DualBranchLoss(_WeightedSupervision):
         for s_l, s_s in zip(side_l, side_s, strict=True):
             total = total + self.side_weight * self._pair(s_l, target_large, s_s, target_small)
         return self.scale * total
+
+
+class DualHEDLoss(nn.Module):
+    """The authors' supervision of the dual HED: side outputs 4-5 and the fusion only, half DSM and half plain Dice.
+
+    With ``s4, s5, f`` the fourth and fifth side logits and the fusion of each branch (``outputs[b]["side"][3]``,
+    ``["side"][4]``, ``["out"]``), the loss is ``scale * (dsm_term + share_term) / 2`` where
+    ``dsm_term = (DSM(s5_L, s5_S) + DSM(f_L, f_S)) / 2`` and ``share_term = sum over o in (s4, s5, f) and both
+    branches of Dice(o_b, y_b) / 8``. Side outputs 1-3 feed the fusion but get no loss of their own. This is
+    ``Combiner.dual_mix_forward`` with ``--dual-stages 2`` in the authors' ``dual-HED/dual/combiner.py``: their
+    ``HeadBlock`` returns ``[crop4, crop5, fuse]``, the DSM pair covers the last two and ``forward_share_features``
+    divides the plain Dice sum by ``2 * (6 - 2)``.
+
+    Args:
+        loss: the :class:`DSMLoss` (its ``alpha`` is set by the alpha schedule).
+        plain: the plain loss ``plain(logits, target)`` (the authors' Dice).
+        scale: factor on the whole loss (see :class:`DualBranchLoss`).
+    """
+
+    def __init__(self, loss: DSMLoss, plain: nn.Module, scale: float = 1.0) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"loss_scale must be positive, got {scale}.")
+        self.loss = loss
+        self.plain = plain
+        self.scale = float(scale)
+
+    @staticmethod
+    def _supervised(branch: Mapping) -> list[torch.Tensor]:
+        out, _, side = split_outputs(branch)
+        if len(side) != 5:
+            raise ValueError(f"the dual HED loss needs the five side outputs of HED, got {len(side)}.")
+        return [side[3], side[4], out]
+
+    def forward(self, outputs: Mapping, target_large: torch.Tensor, target_small: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the dual HED's training ``outputs`` against the two branches' targets."""
+        if not isinstance(outputs, Mapping) or "large" not in outputs or "small" not in outputs:
+            raise ValueError("outputs must be a mapping with 'large' and 'small' entries.")
+        large, small = self._supervised(outputs["large"]), self._supervised(outputs["small"])
+        dsm = sum(self.loss(a, target_large, b, target_small) for a, b in zip(large[1:], small[1:], strict=True)) / 2
+        share = sum(
+            self.plain(a, target_large) + self.plain(b, target_small) for a, b in zip(large, small, strict=True)
+        )
+        return self.scale * (dsm + share / 8) / 2

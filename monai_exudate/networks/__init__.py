@@ -3,7 +3,7 @@
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.dual_branch import ARCHITECTURES, DualBranchNet, build_exudate_network
 from monai_exudate.networks.fusion import BRANCH_FUSIONS, check_fusion, fuse_branch_logits, split_branches
-from monai_exudate.networks.hed import HED, HEDHead
+from monai_exudate.networks.hed import HED, HEDHead, hed_parameter_groups
 from monai_exudate.networks.hrdecoder import FCNHead, HRDecoder, build_hrdecoder, window_boxes
 from monai_exudate.networks.hrnet import HRNetV2, load_hrnet_checkpoint
 from monai_exudate.networks.pretrained import init_head_weights, load_pretrained_backbone
@@ -35,6 +35,7 @@ __all__ = [
     "build_hrdecoder",
     "check_fusion",
     "fuse_branch_logits",
+    "hed_parameter_groups",
     "init_head_weights",
     "load_hrnet_checkpoint",
     "load_pretrained_backbone",

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_exudate.networks.pretrained import init_head_weights
-from monai_exudate.networks.vgg import VGG16Backbone
+from monai_exudate.networks.vgg import VGG16_STAGE_ENDS, VGG16Backbone
 
-__all__ = ["HEDHead", "HED"]
+__all__ = ["HEDHead", "HED", "HED_LR_MULTIPLIERS", "hed_parameter_groups"]
 
 
 class HEDHead(nn.Module):
@@ -75,3 +75,38 @@ class HED(nn.Module):
             raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
         out, sides = self.head(self.backbone(x), x.shape[-2:])
         return {"out": out, "side": sides} if self.training else out
+
+
+# the authors' per-layer learning-rate multipliers of HED, (weights, biases); biases take no weight decay
+# (dual-HED/models/dual_hed_vgg16.py, get_optimizer)
+HED_LR_MULTIPLIERS = {"conv1-4": (1.0, 2.0), "conv5": (100.0, 200.0), "side": (0.01, 0.02), "fuse": (0.001, 0.002)}
+
+
+def _hed_layer(name: str) -> str:
+    """Which of the authors' layer groups a parameter of ``HED`` or the dual HED belongs to."""
+    parts = name.split(".")
+    if "head" in parts:
+        return "side" if parts[parts.index("head") + 1] == "side" else "fuse"
+    if "features" in parts:
+        return "conv5" if int(parts[parts.index("features") + 1]) > VGG16_STAGE_ENDS[3] else "conv1-4"
+    raise ValueError(f"parameter {name!r} is not a HED parameter (VGG16 features, side outputs or fusion)")
+
+
+def hed_parameter_groups(network: nn.Module, learning_rate: float, weight_decay: float) -> list[dict]:
+    """SGD parameter groups of a (single or dual) HED with the authors' per-layer rates (:data:`HED_LR_MULTIPLIERS`).
+
+    Weights take ``weight_decay``, biases none; each group's ``lr`` is ``learning_rate`` times its multiplier, so a
+    learning-rate scheduler scales all of them alike.
+    """
+    groups: dict[tuple[str, str], list[nn.Parameter]] = {}
+    for name, parameter in network.named_parameters():
+        kind = "bias" if name.endswith("bias") else "weight"
+        groups.setdefault((_hed_layer(name), kind), []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": learning_rate * HED_LR_MULTIPLIERS[layer][kind == "bias"],
+            "weight_decay": 0.0 if kind == "bias" else weight_decay,
+        }
+        for (layer, kind), params in groups.items()
+    ]

@@ -102,3 +102,30 @@ def test_dsm_overlays_take_the_authors_auxiliary_head_sample_rates_and_training_
     parser.update({"dual": True, "arch": "deeplabv3"})
     assert parser.get_parsed_content("sample_rate") == 0.25
     assert parser["drop_lesion_free"] is True  # training images without exudate are left out
+
+
+def test_hed_overlay_trains_with_the_authors_optimiser_and_supervision(datalist, tmp_path):
+    """hed.json: SGD at 2e-4 with the authors' per-layer multipliers, weight decay 2e-4 on weights only, a constant
+    rate (poly power 0), one image per branch, sample rate 0.25 and the authors' dual-HED loss."""
+    configs = REPO / "bundles" / "exudate_dsm" / "configs"
+    run(
+        "training",
+        config_file=[str(configs / "train.json"), str(configs / "hed.json")],
+        meta_file=str(configs / "metadata.json"),
+        synthetic=False,
+        dataset_dir=datalist["root"],
+        datalist={"training": datalist["training"][:2], "testing": datalist["testing"]},
+        output_dir=str(tmp_path / "out"),
+        ckpt_dir=str(tmp_path / "models"),
+        max_epochs=1,
+        val_interval=1,
+        spatial_size=[96, 64],
+        net_width=4,
+    )
+    state = torch.load(tmp_path / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=False)
+    groups = state["optimizer"]["param_groups"]
+    assert sorted(round(g["lr"] / 2e-4, 6) for g in groups) == [0.001, 0.002, 0.01, 0.02, 1.0, 2.0, 100.0, 200.0]
+    assert {g["weight_decay"] for g in groups} == {0.0, 2e-4}
+    assert state["trainer"]["iteration"] == 2  # one image per branch and step
+    package = (tmp_path / "models" / "model_package.json").read_text()
+    assert '"hed_supervision": "authors"' in package and '"sample_rate": 0.25' in package

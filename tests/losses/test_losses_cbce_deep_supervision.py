@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
-from monai_exudate.losses import ClassBalancedBCELoss, DSMLoss, DualBranchLoss, SingleBranchLoss, class_balance_weights
+from monai_exudate.losses import (
+    ClassBalancedBCELoss,
+    DSMLoss,
+    DualBranchLoss,
+    DualHEDLoss,
+    SingleBranchLoss,
+    class_balance_weights,
+)
 
 
 def test_cbce_weights_hand_computed():
@@ -128,3 +135,23 @@ def test_loss_scale_multiplies_the_whole_sum():
     assert half.item() == pytest.approx(0.5 * full.item(), rel=1e-6)
     with pytest.raises(ValueError, match="loss_scale"):
         SingleBranchLoss(ClassBalancedBCELoss(), scale=0.0)
+
+
+def test_dual_hed_loss_follows_the_authors_combiner():
+    """DSM on side 5 and the fusion (halved), plain Dice of both branches on sides 4-5 and the fusion (/ 8), halved."""
+    dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0)
+    dsm = DSMLoss(mode="expected", alpha=0.6)
+    large, small = _outputs(0, sides=5), _outputs(1, sides=5)
+    yl, ys = _target(2), _target(3)
+    got = DualHEDLoss(dsm, dice, scale=0.5)({"large": large, "small": small}, yl, ys)
+    pairs = [(large["side"][3], small["side"][3]), (large["side"][4], small["side"][4]), (large["out"], small["out"])]
+    dsm_term = (dsm(*pairs[1][:1], yl, pairs[1][1], ys) + dsm(pairs[2][0], yl, pairs[2][1], ys)) / 2
+    share = sum(dice(a, yl) + dice(b, ys) for a, b in pairs) / 8
+    assert got.item() == pytest.approx(0.5 * (dsm_term + share).item() / 2, rel=1e-6)
+    # sides 1-3 get no loss of their own
+    for k in range(3):
+        large["side"][k] = torch.full_like(large["side"][k], 50.0)
+    again = DualHEDLoss(dsm, dice, scale=0.5)({"large": large, "small": small}, yl, ys)
+    assert again.item() == pytest.approx(got.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="five side outputs"):
+        DualHEDLoss(dsm, dice)({"large": _outputs(0), "small": _outputs(1)}, yl, ys)
