@@ -10,6 +10,7 @@ from monai_exudate.inference.dataset import (
     collate_inference,
 )
 from monai_exudate.inference.exported import OnnxRuntimeNetwork, load_exported_network
+from monai_exudate.inference.flip_inferer import FlipAveragedInferer
 from monai_exudate.inference.inputs import folder_entries, list_inference_inputs
 from monai_exudate.inference.model_package import DEMO_MODEL_WARNING, model_origin, package_settings, read_model_package
 from monai_exudate.inference.postprocessing import FuseBranchLogitsd
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MIN_SIDE",
     "SUMMARY_FIELDS",
+    "FlipAveragedInferer",
     "FolderInUseError",
     "FuseBranchLogitsd",
     "FundusInferenceRunner",
