@@ -23,7 +23,6 @@ from tqdm import tqdm
 from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
 from monai_exudate.inference.inversion import invert_prediction, rows_first
-from monai_exudate.inference.legend import draw_legend
 from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.quantify import summary_rows
@@ -41,11 +40,11 @@ from monai_exudate.inference.summary import SummaryTable, model_columns
 from monai_exudate.inference.writers import (
     OUTPUT_FORMATS,
     OutputLayout,
+    compose_overlay,
     encode_jpeg,
     encode_nifti,
     encode_png,
     lesion_colours,
-    paint_overlay,
 )
 
 logger = logging.getLogger(__name__)
@@ -115,6 +114,7 @@ class FundusInferenceRunner:
             megapixels, and the photographs are usually JPEGs themselves).
         overlay_legend: draw a legend in the overlay's bottom-left corner (mostly outside the field of view): each
             lesion's colour and name, the threshold, the model and its origin (``inference.legend.draw_legend``).
+        overlay_side_by_side: put the untouched photograph left of the painted one (an overlay twice as wide).
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
         model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
@@ -148,6 +148,7 @@ class FundusInferenceRunner:
         overlay_alpha: float = 0.5,
         overlay_format: str = "png",
         overlay_legend: bool = True,
+        overlay_side_by_side: bool = False,
         image_key: str = "image",
         png_compress_level: int = 1,
         model_file: str | os.PathLike | None = None,
@@ -197,6 +198,7 @@ class FundusInferenceRunner:
         self.overlay_alpha = float(overlay_alpha)
         self.overlay_format = overlay_format
         self.overlay_legend = bool(overlay_legend)
+        self.overlay_side_by_side = bool(overlay_side_by_side)
         self.image_key = image_key
         self.png_compress_level = int(png_compress_level)
         self.model_file = None if model_file is None else Path(model_file)
@@ -224,6 +226,7 @@ class FundusInferenceRunner:
                 "threshold": self.threshold,
                 "overlay_alpha": self.overlay_alpha,
                 "overlay_legend": self.overlay_legend,
+                "overlay_side_by_side": self.overlay_side_by_side,
                 "network": describe(self.network),
                 "preprocessing": describe(self.preprocessing),
                 "postprocessing": describe(self.postprocessing),
@@ -411,10 +414,11 @@ class FundusInferenceRunner:
                     atomic_write_bytes(self.layout.mask(stem, lesion), mask_png)
             original = info.get("original")
             if "overlay" in self.formats and original is not None:
-                photo = original.numpy().transpose(2, 1, 0)
-                overlay = paint_overlay(photo, masks, self.colours, self.overlay_alpha)
-                if self.overlay_legend:
-                    overlay = draw_legend(overlay, self.lesion_names, self.colours, self.threshold, self._legend_model)
+                legend = {"lesion_names": self.lesion_names, "threshold": self.threshold, "model": self._legend_model}
+                overlay = compose_overlay(
+                    original.numpy().transpose(2, 1, 0), masks, self.colours, self.overlay_alpha,
+                    legend if self.overlay_legend else None, self.overlay_side_by_side,
+                )  # fmt: skip
                 data = encode_png(overlay, level) if self.overlay_format == "png" else encode_jpeg(overlay)
                 atomic_write_bytes(self.layout.overlay(stem), data)
             if volume is not None:

@@ -8,12 +8,15 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 from PIL import Image
+
+from monai_exudate.inference.legend import draw_legend
 
 # Temporary files are named ``.<final name>.<random>.partial`` in the destination folder.
 OUTPUT_FORMATS = ("prob", "mask", "overlay")
@@ -204,6 +207,28 @@ def paint_overlay(
             table = np.rint(levels + alpha * float(value)).astype(np.uint8)
             flat[index, channel] = table[flat[index, channel]]
     return out
+
+
+def compose_overlay(
+    photo: np.ndarray,
+    masks: np.ndarray,
+    colours: Sequence[Sequence[int]],
+    alpha: float = 0.5,
+    legend: Mapping[str, Any] | None = None,
+    side_by_side: bool = False,
+) -> np.ndarray:
+    """The overlay picture (H, W, 3), or (H, 2W, 3) side by side: lesion colours over the photograph, the legend.
+
+    ``legend`` holds :func:`~monai_exudate.inference.legend.draw_legend`'s ``lesion_names``, ``threshold`` and
+    ``model`` (None: no legend). With ``side_by_side`` the untouched photograph stands on the left of the painted
+    one, at the same scale, so a reader sees what the colours cover.
+    """
+    picture = paint_overlay(photo, masks, colours, alpha)
+    if legend is not None:
+        picture = draw_legend(picture, colours=colours, **legend)
+    if side_by_side:
+        picture = np.concatenate([np.asarray(photo, dtype=np.uint8), picture], axis=1)
+    return picture
 
 
 def encode_nifti(prob: np.ndarray, lesion_names: Sequence[str], compress_level: int = 1) -> bytes:

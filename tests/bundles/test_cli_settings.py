@@ -23,10 +23,10 @@ BUNDLES = REPO / "bundles"
 # each boolean of each bundle, with the spellings used for "off" and "on"
 OFF = {"synthetic": "FALSE", "fov_crop": "false", "resume": "no", "amp": "0", "nifti": "No", "overwrite": "false",
        "strict": "0", "progress": "False", "lr_only": "no", "sync_batchnorm": "false", "patch_training": "no",
-       "lesion_biased_crops": "False"}  # fmt: skip
+       "lesion_biased_crops": "False", "dual": "no", "overlay_side_by_side": "0"}  # fmt: skip
 ON = {"synthetic": "TRUE", "fov_crop": "true", "resume": "yes", "amp": "1", "nifti": "Yes", "overwrite": "true",
       "strict": "1", "progress": "True", "lr_only": "yes", "sync_batchnorm": "true", "patch_training": "YES",
-      "lesion_biased_crops": "true"}  # fmt: skip
+      "lesion_biased_crops": "true", "dual": "Yes", "overlay_side_by_side": "1"}  # fmt: skip
 TINY = {
     "exudate_dsm": ["--spatial_size", "[96,64]", "--net_width", "8"],
     "fundus_lesion_hrdecoder": [
@@ -35,18 +35,22 @@ TINY = {
     ],
 }  # fmt: skip
 NAMES = "[type(t).__name__ for t in {}.transforms]"
+RUNNER_SWITCHES = (
+    "[@runner.amp, @runner.nifti, @runner.overwrite, @runner.strict, @runner.progress, @runner.overlay_side_by_side]"
+)
 # what each probe records, per bundle and kind of run: (configs, switches, {name: expression})
 PROBES = {
     ("exudate_dsm", "train"): (
         ["train.json", "evaluate.json"],
-        ["synthetic", "fov_crop", "resume", "amp", "patch_training"],
+        ["synthetic", "fov_crop", "resume", "amp", "patch_training", "dual"],
         {
+            "dual": "[type(@network_def).__name__, @run_name]",
             "synthetic": "os.path.isfile(os.path.join(@checked_dataset_dir, 'synthetic_dataset.json'))",
             "train_transforms": NAMES.format("@train#preprocessing"),
             "eval_transforms": NAMES.format("@validate#preprocessing"),
             "resume": "@train#resume_handler#enabled",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
-            "inferer": "type(@validate#inferer).__name__",
+            "inferer": "type(@validate#inferer.inferer).__name__",
         },
     ),
     ("exudate_dsm", "idrid"): (
@@ -59,10 +63,10 @@ PROBES = {
     ),
     ("exudate_dsm", "infer"): (
         ["inference.json"],
-        ["fov_crop", "amp", "nifti", "overwrite", "strict", "progress"],
+        ["fov_crop", "amp", "nifti", "overwrite", "strict", "progress", "overlay_side_by_side"],
         {
             "transforms": NAMES.format("@preprocessing"),
-            "runner": "[@runner.amp, @runner.nifti, @runner.overwrite, @runner.strict, @runner.progress]",
+            "runner": RUNNER_SWITCHES,
             "outputs": "[@runner.run(@datalist), sorted(os.listdir(@output_dir))][1]",
         },
     ),
@@ -80,10 +84,10 @@ PROBES = {
     ),
     ("fundus_lesion_hrdecoder", "infer"): (
         ["inference.json"],
-        ["lr_only", "amp", "nifti", "overwrite", "strict", "progress"],
+        ["lr_only", "amp", "nifti", "overwrite", "strict", "progress", "overlay_side_by_side"],
         {
             "lr_only": "@network_def.lr_only",
-            "runner": "[@runner.amp, @runner.nifti, @runner.overwrite, @runner.strict, @runner.progress]",
+            "runner": RUNNER_SWITCHES,
             "outputs": "[@runner.run(@datalist), sorted(os.listdir(@output_dir))][1]",
         },
     ),
@@ -179,6 +183,7 @@ def test_exudate_dsm_training_switches(probes, value):
     assert seen["amp"] == [on, on] and all(isinstance(a, bool) for a in seen["amp"])
     assert ("RandCropByPosNegLabeld" in seen["train_transforms"]) is on  # patch_training
     assert seen["inferer"] == ("SlidingWindowInferer" if on else "SimpleInferer")
+    assert seen["dual"][0] == ("DualBranchNet" if on else "PSPNet") and ("_dual_" in seen["dual"][1]) is on
 
 
 @pytest.mark.parametrize("value", ["off", "on"])
@@ -192,7 +197,7 @@ def test_exudate_dsm_idrid_overlay_switches(probes, value):
 def test_exudate_dsm_inference_switches(probes, value):
     seen, on = probes["recorded"][("exudate_dsm", "infer", value)], value == "on"
     assert ("FieldOfViewCropd" in seen["transforms"]) is on
-    assert seen["runner"] == [on] * 5 and all(isinstance(a, bool) for a in seen["runner"])
+    assert seen["runner"] == [on] * 6 and all(isinstance(a, bool) for a in seen["runner"])
     assert ("a_prob.nii.gz" in seen["outputs"]) is on and "a_EX_prob.png" in seen["outputs"]
 
 
@@ -212,7 +217,7 @@ def test_hrdecoder_training_switches(probes, value):
 def test_hrdecoder_inference_switches(probes, value):
     seen, on = probes["recorded"][("fundus_lesion_hrdecoder", "infer", value)], value == "on"
     assert seen["lr_only"] is on
-    assert seen["runner"] == [on] * 5 and all(isinstance(a, bool) for a in seen["runner"])
+    assert seen["runner"] == [on] * 6 and all(isinstance(a, bool) for a in seen["runner"])
     assert ("a_prob.nii.gz" in seen["outputs"]) is on
 
 

@@ -20,3 +20,18 @@ def test_legend_box_scales_with_the_photograph_and_shows_each_lesion_colour():
         for colour in colours:
             assert (out == np.array(colour, np.uint8)).all(axis=2).sum() > 50  # the swatch
         assert (photo == 90).all()  # the input is not modified
+
+
+def test_side_by_side_overlay_puts_the_photograph_left_of_the_painted_one():
+    from monai_exudate.inference.writers import compose_overlay, paint_overlay
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    masks = np.zeros((1, 40, 60), bool)
+    masks[0, 10:20, 30:40] = True
+    legend = {"lesion_names": ["EX"], "threshold": 0.5, "model": "demo"}
+    alone = compose_overlay(photo, masks, [(255, 230, 0)], legend=legend)
+    both = compose_overlay(photo, masks, [(255, 230, 0)], legend=legend, side_by_side=True)
+    assert both.shape == (40, 120, 3)
+    assert np.array_equal(both[:, :60], photo) and np.array_equal(both[:, 60:], alone)
+    assert np.array_equal(compose_overlay(photo, masks, [(255, 230, 0)]), paint_overlay(photo, masks, [(255, 230, 0)]))
