@@ -22,7 +22,7 @@ RESIZE_FILTERS = ("area", "antialiased")
 
 def fundus_load_transforms(
     lesions: Sequence[str],
-    spatial_size: Sequence[int] | int,
+    spatial_size: Sequence[int] | int | None,
     labels: str = "resize",
     resize_filter: str = "area",
     size_mode: str = "all",
@@ -30,6 +30,7 @@ def fundus_load_transforms(
     pad_below: int = 0,
     fov_pixels_key: str | None = None,
     label_dtype: torch.dtype = torch.float32,
+    image_dtype: torch.dtype = torch.float32,
 ) -> list[MapTransform]:
     """Load a photograph (and its lesion masks), crop it to the field of view, pad it square, resize it, cast it.
 
@@ -40,7 +41,9 @@ def fundus_load_transforms(
     Args:
         lesions: lesion mask keys to stack into the label (ignored with ``labels="none"``).
         spatial_size: the network's input size (W, H as MONAI's PIL reader orders space), or with
-            ``size_mode="longest"`` the length of the longest side.
+            ``size_mode="longest"`` the length of the longest side; None keeps the photograph's own resolution
+            (a training set cached at full resolution for a random rescale, :class:`~monai_exudate.data.resize.
+            RandRescaled`).
         labels: one of :data:`LABEL_MODES`.
         resize_filter: one of :data:`RESIZE_FILTERS`.
         size_mode: ``"all"`` or ``"longest"`` (``resize_filter="antialiased"`` only).
@@ -48,6 +51,7 @@ def fundus_load_transforms(
         pad_below: pad to square the photographs whose short side is under this many pixels (0: never; DDR's rule).
         fov_pixels_key: store the field of view's pixel count under this key (inference quantifies lesions with it).
         label_dtype: dtype of the resized label (uint8 keeps a cached training set small).
+        image_dtype: dtype of the image with ``labels="resize"`` (uint8 keeps a full-resolution cache small).
     """
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
@@ -63,14 +67,14 @@ def fundus_load_transforms(
         chain.append(FieldOfViewCropd(keys=geometry_keys, fov_pixels_key=fov_pixels_key))
     if int(pad_below) > 0:
         chain.append(PadToSquared(keys=geometry_keys, below=int(pad_below)))
-    if resize_filter == "area":
+    if spatial_size is not None and resize_filter == "area":
         modes = ["area", "nearest"][: len(geometry_keys)]
         chain.append(SmoothInverseResized(keys=geometry_keys, spatial_size=spatial_size, mode=modes))
-    else:
+    elif spatial_size is not None:
         modes = ["bilinear", "nearest"][: len(geometry_keys)]
         chain.append(AntialiasedResized(keys=geometry_keys, spatial_size=spatial_size, size_mode=size_mode, mode=modes))
     if labels == "resize":
-        chain.append(CastToTyped(keys=["image", "label"], dtype=[torch.float32, label_dtype]))
+        chain.append(CastToTyped(keys=["image", "label"], dtype=[image_dtype, label_dtype]))
     else:
         chain.append(EnsureTyped(keys=["image", "label"] if labels == "original" else ["image"], dtype=torch.float32))
     return chain

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import run
+from monai.bundle import ConfigParser, run
 
 from monai_exudate.data.indexers import build_datalist
+from monai_exudate.data.resize import AntialiasedResized, RandRescaled
 from monai_exudate.data.synthetic import resolve_dataset_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,8 +75,6 @@ def test_passes_per_epoch_repeat_the_set_within_an_epoch(datalist, tmp_path):
 
 
 def test_idrid_overlays_follow_the_authors_schedule_and_sharing():
-    import json
-
     dsm = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "idrid.json").read_text())
     # 40 epochs of six passes over 54 images at 2 per branch: 12,960 images per branch, as the authors' 12,960
     # iterations of one image per branch; only layer4's last block per branch (their Dual_PSPNet)
@@ -86,8 +86,6 @@ def test_idrid_overlays_follow_the_authors_schedule_and_sharing():
 
 @pytest.mark.parametrize("overlay", ["idrid.json", "ddr.json"])
 def test_dsm_overlays_take_the_authors_auxiliary_head_sample_rates_and_training_set(overlay):
-    from monai.bundle import ConfigParser
-
     configs = REPO / "bundles" / "exudate_dsm" / "configs"
     parser = ConfigParser()
     parser.read_config([str(configs / "train.json"), str(configs / overlay)])
@@ -129,3 +127,17 @@ def test_hed_overlay_trains_with_the_authors_optimiser_and_supervision(datalist,
     assert state["trainer"]["iteration"] == 2  # one image per branch and step
     package = (tmp_path / "models" / "model_package.json").read_text()
     assert '"hed_supervision": "authors"' in package and '"sample_rate": 0.25' in package
+
+
+def test_hrdecoder_rescales_the_full_resolution_photograph_as_the_authors():
+    """The authors resize the original photograph by r in [0.5, 2]: the training set is cached at the field of
+    view's own resolution (uint8) and RandRescaled reaches r x 2880x1920 from it in one resize."""
+    configs = REPO / "bundles" / "fundus_lesion_hrdecoder" / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "idrid.json")])
+    cached = parser.get_parsed_content("train_load_transforms")
+    assert not any(isinstance(t, AntialiasedResized) for t in cached)
+    rescale = parser.get_parsed_content("train#augmentation")[0]
+    assert isinstance(rescale, RandRescaled) and rescale.ratio_range == (0.5, 2.0)
+    assert rescale.resizer.spatial_size == (2880, 1920)
+    assert any(isinstance(t, AntialiasedResized) for t in parser.get_parsed_content("load_transforms"))  # validation

@@ -7,7 +7,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Resized
 
-from monai_exudate.data.resize import AntialiasedResized, SmoothInverseResized
+from monai_exudate.data.resize import AntialiasedResized, RandRescaled, SmoothInverseResized
 from monai_exudate.data.transforms import FieldOfViewCropd
 
 
@@ -106,3 +106,22 @@ def test_antialiased_resize_inverts_inside_a_pipeline():
 def test_antialiased_resize_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AntialiasedResized(keys="image", **kwargs)
+
+
+def test_random_rescale_draws_one_ratio_for_every_key_from_the_full_resolution_image():
+    image = torch.arange(3 * 200 * 120, dtype=torch.uint8).reshape(3, 200, 120)  # cached as uint8
+    label = torch.zeros(2, 200, 120, dtype=torch.uint8)
+    label[0, 50:90, 40:60] = 1
+    rescale = RandRescaled(["image", "label"], (100, 60), ratio_range=(0.5, 2.0), mode=["bilinear", "nearest"])
+    sizes = set()
+    for seed in range(20):
+        rescale.set_random_state(seed)
+        out = rescale({"image": image, "label": label})
+        size = tuple(out["image"].shape[1:])
+        assert tuple(out["label"].shape[1:]) == size and out["image"].dtype == torch.float32
+        assert 50 <= size[0] <= 200 and abs(size[1] - size[0] * 0.6) <= 1  # the ratio scales the ratio-1 target
+        assert set(out["label"].unique().tolist()) <= {0, 1} and out["label"].dtype == torch.uint8
+        sizes.add(size)
+    assert len(sizes) > 10
+    with pytest.raises(ValueError, match="scale_range"):
+        RandRescaled("image", (100, 60), ratio_range=(2.0, 0.5))
