@@ -59,15 +59,15 @@ def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
     assert not torch.equal(large["image"], small["image"])
     # pos=1, neg=0: every crop is centred on a lesion pixel (shifted inside the image near its border)
     assert all(bool(label.any()) for label in large["label"])
-    assert isinstance(parser.get_parsed_content("validate#inferer"), SlidingWindowInferer)
-    assert list(parser.get_parsed_content("validate#inferer").roi_size) == [32, 32]
+    assert isinstance(parser.get_parsed_content("validate#inferer").inferer, SlidingWindowInferer)
+    assert list(parser.get_parsed_content("validate#inferer").inferer.roi_size) == [32, 32]
 
 
 def test_whole_image_training_stays_the_default(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), synthetic_num=2, synthetic_size=[120, 96],
                      spatial_size=[80, 64])  # fmt: skip
     assert parser["patch_training"] is False and parser["arch"] == "pspnet"
-    assert isinstance(parser.get_parsed_content("validate#inferer"), SimpleInferer)
+    assert isinstance(parser.get_parsed_content("validate#inferer").inferer, SimpleInferer)
     names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
     assert "RandCropByPosNegLabeld" not in names and "SpatialPadd" not in names
 
@@ -98,7 +98,7 @@ def test_evaluate_and_inference_use_the_stored_threshold(trained):
                                                       "patch_training", "patch_size")}  # fmt: skip
     parser = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], **inference)
     assert parser.get_parsed_content("threshold") == pytest.approx(stored)
-    assert isinstance(parser.get_parsed_content("inferer"), SlidingWindowInferer)
+    assert isinstance(parser.get_parsed_content("inferer").inferer, SlidingWindowInferer)
     photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
     out = Path(trained["root"]) / "infer"
     run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),
