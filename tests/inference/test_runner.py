@@ -375,7 +375,8 @@ def test_load_network_weights(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
-    network = build_exudate_network("pspnet", dual=True, out_channels=1, width=8, layers=(1, 1, 1, 1))
+    # the bundle's default network (one auxiliary head shared by the branches), built from its settings
+    network = build_exudate_network("pspnet", True, 1, width=8, layers=(1, 1, 1, 1), shared_aux_head=True)
     (tmp_path / "models").mkdir()
     torch.save({"model": network.state_dict()}, tmp_path / "models" / "model.pt")
     inputs = [_write(tmp_path / "data" / "p.jpg", 64, 96), _write(tmp_path / "data" / "q.png", 100, 72, seed=5)]
