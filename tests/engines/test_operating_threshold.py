@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,14 @@ def test_load_operating_threshold_defaults_and_rejects_bad_files(tmp_path):
         load_operating_threshold(bad)
     with pytest.raises(ValueError, match="mode"):
         OperatingThresholdHandler(good, mode="choose")
+
+
+@pytest.mark.parametrize("config_name", ["train.json", "evaluate.json"])
+def test_the_threshold_is_chosen_before_the_stats_handler_logs_it(config_name):
+    """Handlers run in list order at EPOCH_COMPLETED: after the stats handler, its log would show the last
+    validation's threshold instead of this one's."""
+    folder = Path(__file__).resolve().parents[2] / "bundles" / "exudate_dsm" / "configs"
+    config = json.loads((folder / config_name).read_text())
+    handlers = config["validate#handlers"] if "validate#handlers" in config else config["validate"]["handlers"]
+    targets = [h["_target_"].split(".")[-1] for h in handlers]
+    assert targets.index("OperatingThresholdHandler") < targets.index("StatsHandler")
