@@ -76,7 +76,6 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
     inferer = parser.get_parsed_content("validate#inferer")
     invert = parser.get_parsed_content("validate#postprocessing")
     report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
-    small = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), flat=False)
     # the issue tracker's definition of small-lesion recall: a component counts once the mask touches it
     touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
     network.eval()
@@ -88,17 +87,19 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
         label = torch.as_tensor(item["label"])[None].float()
         if probs.shape != label.shape:
             raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
-        for metric in (report, small, touched):
+        for metric in (report, touched):
             metric.update((probs, label))
     scores = report.compute()["lesions"]["EX"]
     out = {k: scores[k] for k in ("iou", "f", "aupr")}
     out["region_f"] = scores["region"]["0.5"]["f"]
     for label in ("0-25", "25-100", "100-400"):
         out[f"recall_{label}"] = scores["size_recall"][label]["recall"]
-    small_bin = small.compute()["lesions"]["EX"]["size_recall"]["0-100"]
-    out["recall_lt100"] = small_bin["recall"]
+    # under 100 pixels: the two smallest bins together
+    small_bins = [scores["size_recall"][label] for label in ("0-25", "25-100")]
+    detected, total = sum(b["detected"] for b in small_bins), sum(b["total"] for b in small_bins)
+    out["recall_lt100"] = detected / total if total else None
     out["touched_lt100"] = touched.compute()["lesions"]["EX"]["size_recall"]["0-100"]["recall"]
-    out["lesions_lt100"] = small_bin["total"]
+    out["lesions_lt100"] = total
     return out
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from monai_exudate.data.indexers import build_datalist
-from monai_exudate.metrics import LesionMetricsReport
+from monai_exudate.metrics import PixelHistograms, aupr_from_histograms, counts_at_threshold, pixel_scores
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "idrid_sample"
@@ -60,7 +60,7 @@ def disc_centre(photo: str) -> tuple[float, float]:
 
 def score(datalist: list[dict], out: Path) -> dict:
     """False positives and pixel scores of the maps in ``out`` against the EX masks of ``datalist``."""
-    report = LesionMetricsReport(["EX"], flat=False)
+    histograms = PixelHistograms()  # pixel scores only: no connected components of the 12-megapixel maps
     fp_area, disc_fp, total, largest = 0, 0, 0, {"area_px": 0}
     for item in datalist:
         stem = Path(item["image"]).stem
@@ -69,7 +69,7 @@ def score(datalist: list[dict], out: Path) -> dict:
         levels = np.asarray(Image.open(out / f"{stem}_EX_prob.png"), dtype=np.float32)
         probs = torch.from_numpy(levels / 255.0)[None, None]
         target = torch.from_numpy(truth.astype(np.float32))[None, None]
-        report.update((probs, target))
+        histograms.update((probs, target))
         false_positive = mask & ~truth
         fp_area += int(false_positive.sum())
         total += truth.size
@@ -89,7 +89,9 @@ def score(datalist: list[dict], out: Path) -> dict:
                     "centre_x": round(float(xs.mean()) / w, 3),
                     "centre_y": round(float(ys.mean()) / h, 3),
                 }
-    scores = report.compute()["lesions"]["EX"]
+    hist = histograms.compute()[0].numpy()
+    scores = pixel_scores(*counts_at_threshold(hist[1], hist[0], 0.5))
+    scores["aupr"] = aupr_from_histograms(hist[1], hist[0])
     return {
         "photographs": len(datalist),
         "fp_area_px": fp_area,
