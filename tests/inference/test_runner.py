@@ -227,6 +227,15 @@ def test_summary_and_overlay_of_a_hand_built_case(tmp_path) -> None:
     np.testing.assert_array_equal(overlay[20, 30], yellow)
     red = np.rint(0.5 * photo[45, 20] + 0.5 * np.asarray(LESION_COLOURS["HE"], float))
     np.testing.assert_array_equal(overlay[45, 20], red)
+    # side by side: the untouched photograph on the left, the same painted overlay on the right
+    wide = tmp_path / "wide"
+    lesions = ("EX", "HE")
+    side = _runner(wide, BrightChannels([1, 2]), lesion_names=lesions, overlay_legend=False, overlay_side_by_side=True)
+    side.run([{"image": str(tmp_path / "case.png")}])
+    both = _read(wide / "case_overlay.png")
+    assert both.shape == (photo.shape[0], 2 * photo.shape[1], 3)
+    np.testing.assert_array_equal(both[:, : photo.shape[1]], photo)
+    np.testing.assert_array_equal(both[:, photo.shape[1] :], overlay)
 
 
 def _bad_inputs(folder: Path) -> list[Path]:
