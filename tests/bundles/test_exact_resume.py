@@ -1,4 +1,7 @@
-"""Exact resume: a run SIGKILLed at several points and restarted ends like an uninterrupted one, bit for bit."""
+"""Exact resume: a run SIGKILLed at several points and restarted ends like an uninterrupted one, bit for bit.
+
+Both runs start from nothing with the same seed, so the comparison also pins seeded reproducibility: the same seed
+gives the same weights, optimiser state and best epoch."""
 
 from __future__ import annotations
 
