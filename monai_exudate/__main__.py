@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the runs, reproduction.md and reproduction.csv")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: <bundle>_reproduction)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: a SQLite file in --out)")
+
+    p = sub.add_parser("release", help="write a bundle's large_files.yml for its trained model (addresses, SHA-256)")
+    p.add_argument("--bundle-root", required=True, help="bundle folder whose models/ holds the trained model")
+    p.add_argument("--base-url", required=True, help="address of the folder the model files are uploaded to")
+    p.add_argument("--models-dir", default="models", help="model folder relative to the bundle (default: models)")
+    p.add_argument("--allow-synthetic", action="store_true", help="publish a model of the synthetic demo set")
     return parser
 
 
@@ -141,6 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {args.num} synthetic images in the {args.layout} layout to {root}")
         elif args.command == "reproduce":
             _reproduce(args)
+        elif args.command == "release":
+            from monai_exudate.bundle.release import release_files, write_large_files
+
+            path = write_large_files(args.bundle_root, args.base_url, args.models_dir, args.allow_synthetic)
+            print(f"wrote {path}; upload to {args.base_url}:")
+            for file in release_files(args.bundle_root, args.models_dir):
+                print(f"  {file}")
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -230,32 +230,74 @@ class PadToSquared(MapTransform, InvertibleTransform):
         return d
 
 
-class RandFlipRotate90d(RandomizableTransform, MapTransform):
-    """Random rotation by 0/90/180/270 degrees combined with horizontal/vertical flips, same for all keys.
+# the authors' six offline copies of a training image (`scripts/prepare_dataset.py` `augment()`): the original,
+# rotations by 90/180/270 degrees, horizontal and vertical flips, as (quarter turns, flipped spatial axis or None)
+AUTHORS_VARIANTS = ((0, None), (1, None), (2, None), (3, None), (0, 1), (0, 0))
+AUGMENTATION_VARIANTS = ("dihedral", "authors")
 
-    The eight symmetries of the square are equally likely. For non-square images, the 90/270 degree rotations would
-    change the shape and break batching, so only the four shape-preserving symmetries are drawn.
+
+class RandFlipRotate90d(RandomizableTransform, MapTransform):
+    """Random rotation by a multiple of 90 degrees and/or flip, the same for all keys.
+
+    ``variants="dihedral"``: the eight symmetries of the square, equally likely. ``variants="authors"``: one of the
+    authors' six offline copies (original, 90, 180, 270, horizontal flip, vertical flip; ``AUTHORS_VARIANTS``),
+    equally likely, so that six passes over the set show each copy once on average. A 90/270 degree rotation turns a
+    non-square image from landscape to portrait, which a batch of two such images cannot hold: for non-square
+    images they are drawn only with ``rotate_non_square`` (one image per batch, as the authors' one image per GPU),
+    otherwise only the shape-preserving variants are.
+
+    Args:
+        keys: keys of the images to transform together.
+        prob: probability of transforming at all.
+        variants: "dihedral" or "authors".
+        rotate_non_square: also draw 90/270 degree rotations for non-square images.
+        allow_missing_keys: do not raise for a missing key.
     """
 
-    def __init__(self, keys: KeysCollection, prob: float = 1.0, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 1.0,
+        variants: str = "dihedral",
+        rotate_non_square: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
+        if variants not in AUGMENTATION_VARIANTS:
+            raise ValueError(f"variants must be one of {AUGMENTATION_VARIANTS}, got {variants!r}.")
+        self.variants = variants
+        self.rotate_non_square = bool(rotate_non_square)
         self._quarter_turns = 0
-        self._flip = False
+        self._flip_axis: int | None = None
 
     def randomize(self, square: bool) -> None:
         super().randomize(None)
-        if square:
-            self._quarter_turns = int(self.R.randint(0, 4))
-        else:
-            self._quarter_turns = 2 * int(self.R.randint(0, 2))
-        self._flip = bool(self.R.randint(0, 2))
+        any_turn = square or self.rotate_non_square
+        if self.variants == "authors":
+            allowed = [v for v in AUTHORS_VARIANTS if any_turn or v[0] % 2 == 0]
+            self._quarter_turns, self._flip_axis = allowed[int(self.R.randint(0, len(allowed)))]
+            return
+        self._quarter_turns = int(self.R.randint(0, 4)) if any_turn else 2 * int(self.R.randint(0, 2))
+        self._flip_axis = 0 if self.R.randint(0, 2) else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         first = self.first_key(d)
         if first == []:
             return d
+        spatial = tuple(d[first].shape[1:])
+        self.randomize(square=len(set(spatial)) == 1)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = d[key]
+            if self._quarter_turns:
+                img = Rotate90(k=self._quarter_turns, spatial_axes=(0, 1))(img)
+            if self._flip_axis is not None:
+                img = Flip(spatial_axis=self._flip_axis)(img)
+            d[key] = img
+        return d
         spatial = tuple(d[first].shape[1:])
         self.randomize(square=len(set(spatial)) == 1)
         if not self._do_transform:

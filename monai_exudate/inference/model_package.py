@@ -138,6 +138,7 @@ def _upgraded(settings: dict[str, Any], bundle: str) -> dict[str, Any]:
         settings["dual"] = settings.pop("branches") == "dual"
     # before 0.7.0 a dual PSPNet had one auxiliary head per branch (a DeepLabv3 none): weights saved so need that
     settings.setdefault("shared_aux_head", False)
+    settings.setdefault("pooling_norm", "batch")  # GroupNorm in the pooled branches came with 0.8.0
     return settings
 
 

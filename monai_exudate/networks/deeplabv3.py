@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_exudate.networks.blocks import conv_bn_relu
+from monai_exudate.networks.blocks import conv_bn_relu, pooled_projection
 from monai_exudate.networks.pretrained import init_head_weights
 from monai_exudate.networks.pspnet import check_batch_for_pooling
 from monai_exudate.networks.resnet import DilatedResNet
@@ -26,24 +26,32 @@ class ASPPHead(nn.Module):
         out_channels: number of output logits.
         rates: dilation rates of the atrous branches ((12, 24, 36) for output stride 8).
         dropout: dropout probability after the projection.
+        pooling_norm: normalisation of the image-pooling branch: "batch" (BatchNorm + ReLU) or "group" (the
+            authors' GroupNorm, one image per batch allowed; :func:`~monai_exudate.networks.blocks.pooled_projection`).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, rates: Sequence[int] = (12, 24, 36), dropout: float = 0.1
+        self,
+        in_channels: int,
+        out_channels: int,
+        rates: Sequence[int] = (12, 24, 36),
+        dropout: float = 0.1,
+        pooling_norm: str = "batch",
     ) -> None:
         super().__init__()
+        self.pooling_norm = pooling_norm
         channels = max(in_channels // 8, 1)
         self.branches = nn.ModuleList(
             [conv_bn_relu(in_channels, channels)] + [conv_bn_relu(in_channels, channels, 3, int(r)) for r in rates]
         )
-        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv_bn_relu(in_channels, channels))
+        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), pooled_projection(in_channels, channels, pooling_norm))
         self.project = nn.Sequential(conv_bn_relu((len(rates) + 2) * channels, channels), nn.Dropout2d(dropout))
         self.bottleneck = conv_bn_relu(channels, channels, kernel_size=3)
         self.classifier = nn.Conv2d(channels, out_channels, kernel_size=1)
         init_head_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_batch_for_pooling(x, self.training, "ASPPHead")
+        check_batch_for_pooling(x, self.training, "ASPPHead", self.pooling_norm)
         pooled = F.interpolate(self.image_pool(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
         y = torch.cat([branch(x) for branch in self.branches] + [pooled], dim=1)
         return self.classifier(self.bottleneck(self.project(y)))
@@ -63,6 +71,7 @@ class DeepLabV3(nn.Module):
         dropout: dropout probability in the head.
         pretrained_path: optional local torchvision ResNet checkpoint for the backbone.
         atrous_rates: ASPP dilation rates.
+        pooling_norm: normalisation of the image-pooling branch, see ``ASPPHead``.
     """
 
     def __init__(
@@ -74,10 +83,11 @@ class DeepLabV3(nn.Module):
         dropout: float = 0.1,
         pretrained_path: str | None = None,
         atrous_rates: Sequence[int] = (12, 24, 36),
+        pooling_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.backbone = DilatedResNet(in_channels, layers, base_width, pretrained_path)
-        self.head = ASPPHead(self.backbone.out_channels[3], out_channels, atrous_rates, dropout)
+        self.head = ASPPHead(self.backbone.out_channels[3], out_channels, atrous_rates, dropout, pooling_norm)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
         if x.ndim != 4:

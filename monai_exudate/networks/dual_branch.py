@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_exudate.networks.blocks import POOLING_NORMS
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.hed import HED, HEDHead
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
@@ -100,6 +101,8 @@ class DualBranchNet(nn.Module):
             (``branch_layer4_blocks=1``), which gives their ~1.5x parameter ratio.
         shared_aux_head: ResNet only: one auxiliary classifier on the shared layer3 features for both branches (the
             authors'); False gives PSPNet one per branch and DeepLabv3 none (the bundles before 0.7.0).
+        pooling_norm: ResNet only: normalisation of the heads' pooled branches, "batch" or "group" (the authors',
+            which trains on one image per branch; :func:`~monai_exudate.networks.blocks.pooled_projection`).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class DualBranchNet(nn.Module):
         pretrained_path: str | None = None,
         branch_layer4_blocks: int | None = None,
         shared_aux_head: bool = False,
+        pooling_norm: str = "batch",
     ) -> None:
         super().__init__()
         if arch not in _BACKBONE_ARCHITECTURES:
@@ -142,10 +146,10 @@ class DualBranchNet(nn.Module):
         branches = []
         for layer4 in (tail, copy.deepcopy(tail)):
             if arch == "pspnet":
-                head = PSPHead(channels[3], out_channels, dropout=dropout)
+                head = PSPHead(channels[3], out_channels, dropout=dropout, pooling_norm=pooling_norm)
                 aux = None if shared_aux_head else AuxHead(channels[2], out_channels, dropout=dropout)
             else:
-                head, aux = ASPPHead(channels[3], out_channels, dropout=dropout), None
+                head, aux = ASPPHead(channels[3], out_channels, dropout=dropout, pooling_norm=pooling_norm), None
             branches.append(_ResNetBranch(layer4, head, aux))
         self.large, self.small = branches
         if shared_aux_head:
@@ -186,6 +190,7 @@ def build_exudate_network(
     branch_layer4_blocks: int | None = None,
     head_prior: float | None = None,
     shared_aux_head: bool = False,
+    pooling_norm: str = "batch",
 ) -> nn.Module:
     """Build a single-branch (``PSPNet``, ``DeepLabV3``, ``HED``, ``UNet``) or dual-branch (``DualBranchNet``,
     ``DualUNet``) network.
@@ -210,6 +215,8 @@ def build_exudate_network(
             (:func:`~monai_exudate.networks.unet.init_prior_bias`); None keeps the default initialisation.
         shared_aux_head: dual PSPNet/DeepLabv3: one auxiliary classifier shared by the branches (see
             ``DualBranchNet``); the other networks have no auxiliary head to share, and it changes nothing there.
+        pooling_norm: PSPNet/DeepLabv3: normalisation of the heads' pooled branches, "batch" or "group" (the
+            authors'; see :func:`~monai_exudate.networks.blocks.pooled_projection`); only "batch" for the others.
 
     Raises:
         ValueError: unknown ``arch``, ``branch_layer4_blocks`` given for a single-branch network or for "unet", or
@@ -217,6 +224,10 @@ def build_exudate_network(
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got '{arch}'.")
+    if pooling_norm not in POOLING_NORMS:
+        raise ValueError(f"pooling_norm must be one of {POOLING_NORMS}, got {pooling_norm!r}.")
+    if pooling_norm != "batch" and arch not in ("pspnet", "deeplabv3"):
+        raise ValueError(f"pooling_norm applies to 'pspnet' and 'deeplabv3' (their pooled branches), not {arch!r}.")
     if arch == "unet":
         if branch_layer4_blocks is not None or pretrained_path is not None:
             raise ValueError(
@@ -231,12 +242,12 @@ def build_exudate_network(
     if dual:
         return DualBranchNet(
             arch, in_channels, out_channels, width, layers, dropout, pretrained_path, branch_layer4_blocks,
-            bool(shared_aux_head),
+            bool(shared_aux_head), pooling_norm,
         )  # fmt: skip
     if branch_layer4_blocks is not None:
         raise ValueError("branch_layer4_blocks applies to dual-branch networks only (dual=True).")
     if arch == "pspnet":
-        return PSPNet(in_channels, out_channels, layers, width, dropout, pretrained_path)
+        return PSPNet(in_channels, out_channels, layers, width, dropout, pretrained_path, pooling_norm)
     if arch == "deeplabv3":
-        return DeepLabV3(in_channels, out_channels, layers, width, dropout, pretrained_path)
+        return DeepLabV3(in_channels, out_channels, layers, width, dropout, pretrained_path, pooling_norm=pooling_norm)
     return HED(in_channels, out_channels, width, pretrained_path)

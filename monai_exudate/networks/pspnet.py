@@ -8,19 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_exudate.networks.blocks import conv_bn_relu
+from monai_exudate.networks.blocks import conv_bn_relu, pooled_projection
 from monai_exudate.networks.pretrained import init_head_weights
 from monai_exudate.networks.resnet import DilatedResNet
 
 __all__ = ["PSPHead", "AuxHead", "PSPNet", "check_batch_for_pooling"]
 
 
-def check_batch_for_pooling(x: torch.Tensor, training: bool, name: str) -> None:
+def check_batch_for_pooling(x: torch.Tensor, training: bool, name: str, pooling_norm: str = "batch") -> None:
     """Raise when BatchNorm after global pooling would see a single value per channel (batch 1 in training)."""
-    if training and x.shape[0] < 2:
+    if pooling_norm == "batch" and training and x.shape[0] < 2:
         raise ValueError(
             f"{name} needs a batch of at least 2 per branch in training mode (BatchNorm after 1x1 pooling), "
-            f"got batch {x.shape[0]}."
+            f"got batch {x.shape[0]}; pooling_norm 'group' trains on one image."
         )
 
 
@@ -28,7 +28,8 @@ class PSPHead(nn.Module):
     """Pyramid pooling module followed by a 3x3 conv, BatchNorm, ReLU, dropout and a 1x1 classifier.
 
     Each pyramid level average-pools to ``bin x bin``, reduces to ``in_channels // len(bins)`` channels with a
-    1x1 conv + BN + ReLU and is upsampled back; the levels are concatenated with the input. The 3x3 conv has
+    1x1 conv and its normalisation (``pooling_norm``, see :func:`~monai_exudate.networks.blocks.pooled_projection`)
+    and is upsampled back; the levels are concatenated with the input. The 3x3 conv has
     ``in_channels // 4`` channels (512 for ResNet-50). Weights start from N(0, 0.01).
 
     Args:
@@ -36,23 +37,31 @@ class PSPHead(nn.Module):
         out_channels: number of output logits.
         bins: pooled grid sizes of the pyramid.
         dropout: Dropout2d probability before the classifier.
+        pooling_norm: "batch" (BatchNorm + ReLU) or "group" (the authors' GroupNorm, one image per batch allowed).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, bins: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1
+        self,
+        in_channels: int,
+        out_channels: int,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        dropout: float = 0.1,
+        pooling_norm: str = "batch",
     ) -> None:
         super().__init__()
+        self.pooling_norm = pooling_norm
         pool_channels = max(in_channels // len(bins), 1)
         mid_channels = max(in_channels // 4, 1)
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(int(b)), *conv_bn_relu(in_channels, pool_channels)) for b in bins
+            nn.Sequential(nn.AdaptiveAvgPool2d(int(b)), *pooled_projection(in_channels, pool_channels, pooling_norm))
+            for b in bins
         )
         self.bottleneck = conv_bn_relu(in_channels + len(bins) * pool_channels, mid_channels, 3, dropout=dropout)
         self.classifier = nn.Conv2d(mid_channels, out_channels, kernel_size=1)
         init_head_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_batch_for_pooling(x, self.training, "PSPHead")
+        check_batch_for_pooling(x, self.training, "PSPHead", self.pooling_norm)
         size = x.shape[-2:]
         pyramid = [x] + [F.interpolate(s(x), size=size, mode="bilinear", align_corners=False) for s in self.stages]
         return self.classifier(self.bottleneck(torch.cat(pyramid, dim=1)))
@@ -91,6 +100,7 @@ class PSPNet(nn.Module):
         base_width: ResNet stem width (64 at full size); head widths scale with it.
         dropout: dropout probability in the heads.
         pretrained_path: optional local torchvision ResNet checkpoint for the backbone.
+        pooling_norm: normalisation of the pyramid levels, see ``PSPHead``.
     """
 
     def __init__(
@@ -101,11 +111,12 @@ class PSPNet(nn.Module):
         base_width: int = 64,
         dropout: float = 0.1,
         pretrained_path: str | None = None,
+        pooling_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.backbone = DilatedResNet(in_channels, layers, base_width, pretrained_path)
         channels = self.backbone.out_channels  # layer1..layer4
-        self.head = PSPHead(channels[3], out_channels, dropout=dropout)
+        self.head = PSPHead(channels[3], out_channels, dropout=dropout, pooling_norm=pooling_norm)
         self.aux_head = AuxHead(channels[2], out_channels, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:

@@ -56,7 +56,10 @@ def test_training_writes_checkpoints_and_mlflow_run(trained, run_artifacts):
     data = runs[0].data
     assert data.params["arch"] == "pspnet" and data.params["loss"] == "dsm"
     # every setting of the recipe is a parameter of the run, the data's origin included
-    for name in ("momentum", "weight_decay", "poly_power", "aux_weight", "fov_crop", "val_interval", "pretrained_path"):
+    for name in (
+        "momentum", "weight_decay", "poly_power", "aux_weight", "fov_crop", "val_interval", "pretrained_path",
+        "pooling_norm", "augmentation_variants", "rotate_non_square",
+    ):  # fmt: skip
         assert name in data.params, name
     assert data.params["synthetic"] == "True" and data.params["passes_per_epoch"] == "1"
     assert "train_loss" in data.metrics and "val_aupr" in data.metrics and "EX_f_sigma0.5" in data.metrics
@@ -101,6 +104,14 @@ def test_evaluate_reports_every_metric(trained):
     assert {f"EX_f_sigma{s}" for s in (0.2, 0.35, 0.5, 0.65, 0.8)} <= set(metrics)
     assert any(k.startswith("EX_recall_size") for k in metrics)
     assert list((Path(trained["output_dir"]) / "eval" / "overlays").rglob("*.png"))
+    import mlflow
+
+    # the evaluation's MLflow run says which model it scored on which section
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
+    (evaluation,) = [r for r in client.search_runs([client.get_experiment_by_name("exudate_dsm").experiment_id])
+                     if r.info.run_name.endswith("_eval")]  # fmt: skip
+    assert evaluation.data.params["section"] == "testing"
+    assert evaluation.data.params["checkpoint"] == str(Path(trained["ckpt_dir"]) / "model.pt")
 
 
 def test_inference_writes_maps_at_original_size(trained):

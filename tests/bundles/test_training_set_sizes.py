@@ -45,8 +45,7 @@ def _train(bundle: str, datalist: dict, num_train: int, tmp_path: Path, **settin
         datalist={"training": datalist["training"][:num_train], "testing": datalist["testing"]},
         output_dir=str(tmp_path / "out"),
         ckpt_dir=str(tmp_path / "models"),
-        batch_size=BATCH,
-        **{"max_epochs": 1, "val_interval": 1, **TINY[bundle], **settings},
+        **{"batch_size": BATCH, "max_epochs": 1, "val_interval": 1, **TINY[bundle], **settings},
     )
 
 
@@ -76,9 +75,12 @@ def test_passes_per_epoch_repeat_the_set_within_an_epoch(datalist, tmp_path):
 
 def test_idrid_overlays_follow_the_authors_schedule_and_sharing():
     dsm = json.loads((REPO / "bundles" / "exudate_dsm" / "configs" / "idrid.json").read_text())
-    # 40 epochs of six passes over 54 images at 2 per branch: 12,960 images per branch, as the authors' 12,960
-    # iterations of one image per branch; only layer4's last block per branch (their Dual_PSPNet)
-    assert dsm["max_epochs"] * dsm["passes_per_epoch"] * 54 == 12_960 and dsm["branch_layer4_blocks"] == 1
+    # 40 epochs of six passes over 54 images at one image per branch: the authors' 12,960 iterations of one image
+    # per GPU and branch, with GroupNorm in the pooled branches as theirs; their six copies of every image (90/270
+    # degree rotations included, batch 1 allows the portrait ones); only layer4's last block per branch
+    assert dsm["max_epochs"] * dsm["passes_per_epoch"] * 54 // dsm["batch_size"] == 12_960
+    assert dsm["batch_size"] == 1 and dsm["pooling_norm"] == "group" and dsm["augmentation_variants"] == "authors"
+    assert dsm["branch_layer4_blocks"] == 1
     hrd = json.loads((REPO / "bundles" / "fundus_lesion_hrdecoder" / "configs" / "idrid.json").read_text())
     assert hrd["dice_smooth"] == 1e-5 and hrd["rotate_prob"] == 1.0
     assert hrd["image_mean"] == [116.513, 56.437, 16.309] and hrd["image_std"] == [80.206, 41.232, 13.293]
@@ -100,6 +102,20 @@ def test_dsm_overlays_take_the_authors_auxiliary_head_sample_rates_and_training_
     parser.update({"dual": True, "arch": "deeplabv3"})
     assert parser.get_parsed_content("sample_rate") == 0.25
     assert parser["drop_lesion_free"] is True  # training images without exudate are left out
+
+
+def test_one_image_per_branch_trains_with_the_authors_six_copies(datalist, tmp_path):
+    """The IDRiD overlay's step: one landscape image per branch (portrait after a 90/270 degree turn) through a
+    PSPNet whose pooled branches use GroupNorm; every image once per pass."""
+    _train(
+        "exudate_dsm", datalist, 3, tmp_path, batch_size=1, pooling_norm="group", augmentation_variants="authors",
+        branch_layer4_blocks=1, passes_per_epoch=2, net_layers=[1, 1, 1, 2],
+    )  # fmt: skip
+    state = torch.load(tmp_path / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=False)
+    assert state["trainer"]["iteration"] == 2 * 3  # two passes of three images, one per branch and step
+    assert any(k.endswith("stages.0.2.weight") for k in state["model"])  # the pyramid's GroupNorm (no running stats)
+    package = json.loads((tmp_path / "models" / "model_package.json").read_text())
+    assert package["settings"]["pooling_norm"] == "group"
 
 
 def test_hed_overlay_trains_with_the_authors_optimiser_and_supervision(datalist, tmp_path):

@@ -118,8 +118,45 @@ def test_augmentation_keeps_image_and_masks_aligned(shape):
         out = aug({"image": MetaTensor(image), "label": MetaTensor(label)})
         torch.testing.assert_close(out["image"][:2].as_tensor(), out["label"].as_tensor() * 200)
         assert tuple(out["image"].shape[1:]) == shape  # non-square images never change shape
-        seen.add((aug._quarter_turns, aug._flip))
+        seen.add((aug._quarter_turns, aug._flip_axis))
     assert len(seen) == (8 if shape[0] == shape[1] else 4)
+
+
+def _variant(image: torch.Tensor) -> tuple[int, ...]:
+    """Where the top-left 2x2 quadrant marker went, and the shape: identifies one of the eight symmetries."""
+    return (*image.shape[1:], *[int(v) for v in (image[0] == 1).nonzero()[0]])
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (12, 8)])
+def test_authors_variants_are_their_six_copies_each_as_often(shape):
+    """The authors' data preparation writes the original, 90/180/270 rotations and horizontal/vertical flips
+    (`scripts/prepare_dataset.py` `augment()`), landscape images turning portrait; one image per batch allows it."""
+    image = torch.zeros(1, *shape)
+    image[0, 0, 1] = 1  # off the diagonal, so that no two symmetries put it at the same place
+    aug = RandFlipRotate90d(keys="image", prob=1.0, variants="authors", rotate_non_square=True)
+    aug.set_random_state(0)
+    counts: dict = {}
+    for _ in range(1200):
+        key = _variant(aug({"image": MetaTensor(image)})["image"])
+        counts[key] = counts.get(key, 0) + 1
+    expected = {
+        _variant(MetaTensor(torch.rot90(image, k, (1, 2)) if flip is None else torch.flip(image, (flip + 1,))))
+        for k, flip in ((0, None), (1, None), (2, None), (3, None), (0, 0), (0, 1))
+    }
+    assert set(counts) == expected and len(expected) == 6
+    assert all(150 < n < 250 for n in counts.values())  # 200 each expected
+    if shape[0] != shape[1]:
+        assert any(key[:2] == shape[::-1] for key in counts)  # portrait copies of a landscape image
+    # without rotate_non_square a non-square image keeps its shape: four of the six copies
+    keep = RandFlipRotate90d(keys="image", prob=1.0, variants="authors")
+    keep.set_random_state(0)
+    kept = {_variant(keep({"image": MetaTensor(image)})["image"]) for _ in range(200)}
+    assert len(kept) == (6 if shape[0] == shape[1] else 4) and all(k[:2] == shape for k in kept)
+
+
+def test_augmentation_variants_are_checked():
+    with pytest.raises(ValueError, match="variants must be one of"):
+        RandFlipRotate90d(keys="image", variants="all")
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 4321])

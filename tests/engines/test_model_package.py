@@ -104,7 +104,9 @@ def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_pat
     package = json.loads((models / PACKAGE_FILE).read_text())
     package["settings"]["branches"] = "single"
     (models / PACKAGE_FILE).write_text(json.dumps(package))
-    assert package_settings(models / "model.pt", "exudate_dsm") == {**SETTINGS, "dual": False, "shared_aux_head": False}
+    # and what it did not record yet takes the value its weights were trained with
+    expected = {**SETTINGS, "dual": False, "shared_aux_head": False, "pooling_norm": "batch"}
+    assert package_settings(models / "model.pt", "exudate_dsm") == expected
 
 
 def test_what_a_run_gives_is_what_follows_the_package_reading_config(tmp_path):

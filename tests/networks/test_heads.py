@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from monai_exudate.networks import ASPPHead, AuxHead, HEDHead, PSPHead
+from monai_exudate.networks import ASPPHead, AuxHead, HEDHead, PSPHead, build_exudate_network
 
 
 def _check_init(head: nn.Module, skip: tuple[nn.Module, ...] = ()) -> None:
@@ -89,3 +89,38 @@ def test_hed_fusion_averages_per_class():
     assert torch.allclose(weight[1], torch.tensor([0.0, 0.2] * 5))
     with pytest.raises(ValueError, match="5 feature maps"):
         head([torch.randn(1, 4, 2, 2)] * 4, (2, 2))
+
+
+@pytest.mark.parametrize("head_class", [PSPHead, ASPPHead])
+def test_group_norm_in_the_pooled_branches_trains_on_one_image(head_class):
+    """The authors normalise the pooled branches with GroupNorm (one group, no activation) and train on one image
+    per GPU; BatchNorm there cannot (one value per channel), and its error says what allows it."""
+    head = head_class(16, 1, pooling_norm="group").train()
+    out = head(torch.randn(1, 16, 6, 6))
+    assert out.shape == (1, 1, 6, 6)
+    out.sum().backward()  # a finite gradient reaches the pooled branches' convolutions
+    pooled = [m for m in head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert pooled and all(m.num_groups == 1 for m in pooled)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in _pooled_branches(head))
+    with pytest.raises(ValueError, match="pooling_norm 'group' trains on one image"):
+        head_class(16, 1).train()(torch.randn(1, 16, 6, 6))
+    with pytest.raises(ValueError, match="pooling_norm must be one of"):
+        head_class(16, 1, pooling_norm="layer")
+
+
+def _pooled_branches(head: torch.nn.Module) -> list[torch.nn.Module]:
+    branches = list(head.stages) if isinstance(head, PSPHead) else [head.image_pool]
+    return [m for branch in branches for m in branch.modules()]
+
+
+def test_group_norm_reaches_the_networks_and_is_refused_where_nothing_pools():
+    for arch in ("pspnet", "deeplabv3"):
+        for dual in (True, False):
+            net = build_exudate_network(arch, dual, width=8, layers=(1, 1, 1, 2), pooling_norm="group").train()
+            x = torch.randn(1, 3, 48, 32)
+            outputs = net(x, x.flip(-1)) if dual else net(x)
+            assert outputs["large"]["out"].shape[0] == 1 if dual else outputs["out"].shape[0] == 1
+            assert any(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
+    for arch in ("unet", "hed"):
+        with pytest.raises(ValueError, match="pooling_norm applies to 'pspnet' and 'deeplabv3'"):
+            build_exudate_network(arch, True, width=8, pooling_norm="group")
