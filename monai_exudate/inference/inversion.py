@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
 
-__all__ = ["invert_prediction", "rows_first"]
+__all__ = ["invert_prediction", "levels_on_photograph", "rows_first"]
 
 
 def invert_prediction(
@@ -31,3 +32,27 @@ def invert_prediction(
 def rows_first(maps: torch.Tensor) -> torch.Tensor:
     """(C, W, H) maps as MONAI's PIL reader orders space (width first) to (C, H, W), as image files and arrays are."""
     return maps.transpose(1, 2)
+
+
+def levels_on_photograph(
+    preprocessing: Callable,
+    prob: torch.Tensor,
+    image: MetaTensor,
+    key: str = "image",
+    size: Sequence[int] = (),
+    float_maps: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit levels ``round(p * 255)`` (C, H, W) of ``prob`` mapped back to the photograph's grid
+    (:func:`invert_prediction`), and its float maps (C, H, W) when ``float_maps``.
+
+    ``size``: the photograph's (width, height) as MONAI's reader gives it; a mapped prediction of another size raises
+    ``ValueError``.
+    """
+    with torch.no_grad():
+        prob = invert_prediction(preprocessing, prob, image, key)
+        levels = prob.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+        levels = rows_first(levels).contiguous().cpu().numpy()
+        volume = rows_first(prob.float()).cpu().numpy() if float_maps else None
+    if size and tuple(levels.shape[:0:-1]) != tuple(int(s) for s in size):
+        raise ValueError(f"inverted prediction has size {levels.shape[:0:-1]} but the image has size {size}")
+    return levels, volume

@@ -20,9 +20,10 @@ from monai.transforms import Compose
 from torch import nn
 from tqdm import tqdm
 
-from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files
+from monai_exudate.data.atomic import remove_partial_files
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
-from monai_exudate.inference.inversion import invert_prediction, rows_first
+from monai_exudate.inference.image_outputs import ImageOutputs, model_line
+from monai_exudate.inference.inversion import levels_on_photograph
 from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.quantify import summary_rows
@@ -37,15 +38,7 @@ from monai_exudate.inference.records import (
 )
 from monai_exudate.inference.run_state import InferenceReport, RunState
 from monai_exudate.inference.summary import SummaryTable, model_columns
-from monai_exudate.inference.writers import (
-    OUTPUT_FORMATS,
-    OutputLayout,
-    compose_overlay,
-    encode_jpeg,
-    encode_nifti,
-    encode_png,
-    lesion_colours,
-)
+from monai_exudate.inference.writers import OUTPUT_FORMATS, OutputLayout
 
 logger = logging.getLogger(__name__)
 
@@ -206,10 +199,10 @@ class FundusInferenceRunner:
         self.max_image_pixels = int(max_image_pixels)
         self.input_root = input_root
         self._model_columns = model_columns(self.threshold, self.provenance, self.model_file)
-        self.colours = lesion_colours(names)
-        self._legend_model = self._model_label()  # once: every overlay of the run shows the same model line
-        # the metrics' rule q / 255 > threshold on the 8-bit level q, as one integer comparison q > _mask_above
-        self._mask_above = int(np.count_nonzero(np.arange(256) / 255.0 <= self.threshold)) - 1
+        self.outputs = ImageOutputs(
+            self.layout, names, self.threshold, self.formats, self.overlay_alpha, overlay_format, self.overlay_legend,
+            self.overlay_side_by_side, model_line(network, self.provenance), self.png_compress_level,
+        )  # fmt: skip
 
     def settings(self) -> dict[str, Any]:
         """What decides the contents of the outputs, as recorded in the manifest and compared between runs."""
@@ -245,16 +238,6 @@ class FundusInferenceRunner:
                 return self._run_holding_folder(items, run_id)
         finally:
             self._warn_if_demo_model()
-
-    def _model_label(self) -> str:
-        """The overlay legend's model line: the network's class and where the model came from."""
-        origin = self.provenance.get("model")
-        name = getattr(self.network, "original_name", None) or type(self.network).__name__
-        if not isinstance(origin, Mapping) or not origin.get("known"):
-            return f"{name}, origin unknown"
-        if origin.get("synthetic"):
-            return f"{name}, DEMO: synthetic data only"
-        return f"{name}, trained on {Path(str(origin.get('trained_on'))).name}"
 
     def _warn_if_demo_model(self) -> None:
         """A model whose provenance (``provenance["model"]``) says synthetic-only is announced as a demo model."""
@@ -388,41 +371,15 @@ class FundusInferenceRunner:
         8-bit levels cross to the host; on a CPU it uses torch's thread pool once, instead of every writer thread
         starting its own next to the network's.
         """
-        with torch.no_grad():
-            prob = invert_prediction(self.preprocessing, prob, image, self.image_key)
-            levels = prob.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-            levels = rows_first(levels).contiguous().cpu().numpy()
-            volume = rows_first(prob.float()).cpu().numpy() if self.nifti else None
         original = info.get("original")
         size = tuple(original.shape[1:]) if original is not None else tuple(image.meta.get("spatial_shape", ()))
-        if size and tuple(levels.shape[:0:-1]) != tuple(int(s) for s in size):
-            raise ValueError(f"inverted prediction has size {levels.shape[:0:-1]} but the image has size {size}")
-        return levels, volume
+        return levels_on_photograph(self.preprocessing, prob, image, self.image_key, size, self.nifti)
 
     def _write(self, state: RunState, levels: np.ndarray, volume: np.ndarray | None, info: Mapping[str, Any]) -> None:
         """Writer thread: one image's files and summary rows from its 8-bit levels (C, H, W)."""
         path = str(info["path"])
-        stem = Path(path).stem
         try:
-            masks = levels > self._mask_above
-            level = self.png_compress_level
-            for c, lesion in enumerate(self.lesion_names):
-                if "prob" in self.formats:
-                    atomic_write_bytes(self.layout.prob(stem, lesion), encode_png(levels[c], level))
-                if "mask" in self.formats:
-                    mask_png = encode_png(masks[c].astype(np.uint8) * np.uint8(255), level)
-                    atomic_write_bytes(self.layout.mask(stem, lesion), mask_png)
-            original = info.get("original")
-            if "overlay" in self.formats and original is not None:
-                legend = {"lesion_names": self.lesion_names, "threshold": self.threshold, "model": self._legend_model}
-                overlay = compose_overlay(
-                    original.numpy().transpose(2, 1, 0), masks, self.colours, self.overlay_alpha,
-                    legend if self.overlay_legend else None, self.overlay_side_by_side,
-                )  # fmt: skip
-                data = encode_png(overlay, level) if self.overlay_format == "png" else encode_jpeg(overlay)
-                atomic_write_bytes(self.layout.overlay(stem), data)
-            if volume is not None:
-                atomic_write_bytes(self.layout.nifti_prob(stem), encode_nifti(volume, self.lesion_names))
+            masks = self.outputs.write(Path(path).stem, levels, volume, info.get("original"))
             name = state.name(path)
             facts = {**self._model_columns, "segmented_at": utc_now()}
             rows = summary_rows(name, masks, self.lesion_names, int(info["fov_pixels"]))

@@ -472,7 +472,7 @@ def test_overlay_legend_sits_in_the_corner_and_names_the_model(tmp_path) -> None
     _runner(plain, ChannelProbe([0]), overlay_legend=False).run([str(path)])
     origin = {"known": True, "synthetic": True}
     runner = _runner(legend, ChannelProbe([0]), provenance={"model": origin})
-    assert runner._model_label() == "ChannelProbe, DEMO: synthetic data only"
+    assert runner.outputs.legend_model == "ChannelProbe, DEMO: synthetic data only"
     runner.run([str(path)])
     a, b = _read(plain / "a_overlay.png"), _read(legend / "a_overlay.png")
     assert a.shape == b.shape == (200, 300, 3)
