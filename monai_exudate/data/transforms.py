@@ -298,15 +298,3 @@ class RandFlipRotate90d(RandomizableTransform, MapTransform):
                 img = Flip(spatial_axis=self._flip_axis)(img)
             d[key] = img
         return d
-        spatial = tuple(d[first].shape[1:])
-        self.randomize(square=len(set(spatial)) == 1)
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            img = d[key]
-            if self._quarter_turns:
-                img = Rotate90(k=self._quarter_turns, spatial_axes=(0, 1))(img)
-            if self._flip:
-                img = Flip(spatial_axis=0)(img)
-            d[key] = img
-        return d
