@@ -65,6 +65,9 @@ def write_large_files(
         ValueError: the model was trained on the synthetic demo set and ``allow_synthetic`` is False, or
             ``base_url`` is not an address (``scheme://...``).
     """
+    if Path(models_dir).is_absolute() or ".." in Path(models_dir).parts:
+        raise ValueError(f"models_dir must be a folder inside the bundle (relative, no '..'), got {models_dir!r}")
+    models_dir = Path(models_dir).as_posix()  # "models/" and "models" give the same entries
     root = Path(bundle_root)
     folder = root / models_dir
     missing = [name for name in _REQUIRED if not (folder / name).is_file()]

@@ -231,8 +231,9 @@ class PadToSquared(MapTransform, InvertibleTransform):
 
 
 # the authors' six offline copies of a training image (`scripts/prepare_dataset.py` `augment()`): the original,
-# rotations by 90/180/270 degrees, horizontal and vertical flips, as (quarter turns, flipped spatial axis or None)
-AUTHORS_VARIANTS = ((0, None), (1, None), (2, None), (3, None), (0, 1), (0, 0))
+# rotations by 90/180/270 degrees, horizontal and vertical flips, as (quarter turns, flipped spatial axis or None);
+# MONAI's PIL reader puts width first, so spatial axis 0 flipped is the horizontal flip
+AUTHORS_VARIANTS = ((0, None), (1, None), (2, None), (3, None), (0, 0), (0, 1))
 AUGMENTATION_VARIANTS = ("dihedral", "authors")
 
 

@@ -210,29 +210,29 @@ def build_exudate_network(
         pretrained_path: optional local torchvision-format backbone checkpoint.
         dropout: dropout probability in the PSPNet/DeepLabv3 heads and in every U-Net conv block (unused by HED).
         in_channels: image channels.
-        branch_layer4_blocks: dual ResNet networks only, see ``DualBranchNet``.
+        branch_layer4_blocks: dual PSPNet/DeepLabv3 only, see ``DualBranchNet``; HED and U-Net have no layer4 and
+            ignore it, so that a dataset overlay's ResNet recipe leaves them as they are.
         head_prior: "unet" only: initial foreground probability of the classifier bias
             (:func:`~monai_exudate.networks.unet.init_prior_bias`); None keeps the default initialisation.
         shared_aux_head: dual PSPNet/DeepLabv3: one auxiliary classifier shared by the branches (see
             ``DualBranchNet``); the other networks have no auxiliary head to share, and it changes nothing there.
         pooling_norm: PSPNet/DeepLabv3: normalisation of the heads' pooled branches, "batch" or "group" (the
-            authors'; see :func:`~monai_exudate.networks.blocks.pooled_projection`); only "batch" for the others.
+            authors'; see :func:`~monai_exudate.networks.blocks.pooled_projection`); HED and U-Net have no pooled
+            branch and ignore it.
 
     Raises:
-        ValueError: unknown ``arch``, ``branch_layer4_blocks`` given for a single-branch network or for "unet", or
-            ``pretrained_path`` given for "unet".
+        ValueError: unknown ``arch`` or ``pooling_norm``, ``branch_layer4_blocks`` given for a single-branch
+            PSPNet/DeepLabv3, ``pretrained_path`` given for "unet", or ``head_prior`` for another architecture.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got '{arch}'.")
     if pooling_norm not in POOLING_NORMS:
         raise ValueError(f"pooling_norm must be one of {POOLING_NORMS}, got {pooling_norm!r}.")
-    if pooling_norm != "batch" and arch not in ("pspnet", "deeplabv3"):
-        raise ValueError(f"pooling_norm applies to 'pspnet' and 'deeplabv3' (their pooled branches), not {arch!r}.")
+    if arch in ("hed", "unet"):  # no layer4 to split, no pooled branch to normalise
+        branch_layer4_blocks, pooling_norm = None, "batch"
     if arch == "unet":
-        if branch_layer4_blocks is not None or pretrained_path is not None:
-            raise ValueError(
-                "arch 'unet' has no pretrained backbone: branch_layer4_blocks and pretrained_path must be None."
-            )
+        if pretrained_path is not None:
+            raise ValueError("arch 'unet' has no pretrained backbone: pretrained_path must be None.")
         if dual:
             return DualUNet(in_channels, out_channels, width, dropout, head_prior)
         return UNet(in_channels, out_channels, width, dropout, head_prior)

@@ -75,4 +75,7 @@ def test_release_refuses_a_demo_model_and_a_folder_without_a_package(tmp_path, c
     out = capsys.readouterr().out
     assert "upload to https://example.org/m/" in out and "checkpoint" not in out
     entries = yaml.safe_load((bundle / "large_files.yml").read_text())["large_files"]
-    assert entries[0]["url"] == "https://example.org/m/model.pt"
+    assert entries[0]["url"] == "https://example.org/m/model.pt" and entries[0]["path"] == "models/model.pt"
+    assert write_large_files(bundle, "https://example.org/m", "models/").read_text().count("models/model.pt") == 1
+    with pytest.raises(ValueError, match="inside the bundle"):
+        write_large_files(bundle, "https://example.org/m", str(tmp_path / "elsewhere"))

@@ -62,8 +62,9 @@ def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window():
 @pytest.mark.parametrize("bundle", ["exudate_dsm", "fundus_lesion_hrdecoder"])
 def test_ddr_is_evaluated_on_its_test_split_and_selected_on_its_validation_split(bundle):
     """The papers' DDR figures are on DDR's test split; training keeps choosing its model on the validation split."""
-    ddr = _parser(bundle, "train.json", "evaluate.json", "ddr.json")
-    assert ddr.get_parsed_content("eval_section") == "testing" and ddr["val_section"] == "validation"
-    assert ddr["validate#datalist"] == "$@checked_datalist[@eval_section]"
+    for order in (("evaluate.json", "ddr.json"), ("ddr.json", "evaluate.json")):  # either order of the overlays
+        ddr = _parser(bundle, "train.json", *order)
+        assert ddr.get_parsed_content("eval_section") == "testing" and ddr["val_section"] == "validation"
+        assert ddr["validate#datalist"] == "$@checked_datalist[@eval_section]"
     idrid = _parser(bundle, "train.json", "evaluate.json", "idrid.json")
     assert idrid.get_parsed_content("eval_section") == "testing" == idrid["val_section"]  # IDRiD has no other

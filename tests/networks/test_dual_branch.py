@@ -139,8 +139,9 @@ def test_partially_shared_layer4():
     assert outputs["small"]["out"].shape == (2, 1, 30, 30)
     with pytest.raises(ValueError, match="branch_layer4_blocks"):
         build_exudate_network("pspnet", width=4, layers=(1, 1, 1, 3), branch_layer4_blocks=4)
-    with pytest.raises(ValueError, match="branch_layer4_blocks"):
-        build_exudate_network("hed", width=4, branch_layer4_blocks=1)
+    # HED has no layer4: a dataset overlay's ResNet sharing leaves it as it is
+    hed = build_exudate_network("hed", width=4, branch_layer4_blocks=1)
+    assert hed.state_dict().keys() == build_exudate_network("hed", width=4).state_dict().keys()
     with pytest.raises(ValueError, match="branch_layer4_blocks"):
         build_exudate_network("pspnet", dual=False, width=4, layers=(1, 1, 1, 3), branch_layer4_blocks=1)
 

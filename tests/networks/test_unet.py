@@ -81,8 +81,9 @@ def test_unet_eval_traces_to_torchscript(dual):
 def test_unet_rejects_backbone_only_settings():
     with pytest.raises(ValueError, match="pretrained"):
         build_exudate_network("unet", pretrained_path="/nonexistent/resnet.pth")
-    with pytest.raises(ValueError, match="branch_layer4_blocks"):
-        build_exudate_network("unet", branch_layer4_blocks=1)
+    # no layer4 and no pooled branch: the ResNet recipe of a dataset overlay changes nothing
+    recipe = build_exudate_network("unet", width=4, branch_layer4_blocks=1, pooling_norm="group")
+    assert recipe.state_dict().keys() == build_exudate_network("unet", width=4).state_dict().keys()
     with pytest.raises(ValueError, match="width"):
         build_exudate_network("unet", width=0)
 
