@@ -118,3 +118,20 @@ def test_every_rank_resumes_and_only_the_main_rank_saves_checkpoints(bundle, mon
     assert names == {"0": ["ResumeHandler", "AtomicCheckpointSaver"], "1": ["ResumeHandler"]}
     for config in (REPO / "bundles" / bundle / "configs").glob("*.json"):
         assert not re.search(r"handlers#\d|handlers_all\[\d", config.read_text()), config
+
+
+@pytest.mark.parametrize("bundle", sorted(TINY))
+def test_batch_norm_is_synchronised_across_gpus_on_request(bundle, monkeypatch):
+    """The DSM authors synchronise BatchNorm over their GPUs (InPlaceABNSync), HRDecoder's mmseg configs use SyncBN:
+    ``sync_batchnorm`` (on by default with CUDA; SyncBatchNorm needs it) converts every BatchNorm of the network."""
+    from monai.bundle import ConfigParser
+
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    configs = REPO / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "multi_gpu_train.json")])
+    assert parser["sync_batchnorm"] == "$torch.cuda.is_available()"
+    parser.update({"sync_batchnorm": True})
+    module = parser.get_parsed_content("network#module")
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
