@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monai_exudate.data.synthetic import MARKER, ensure_synthetic_dataset, resolve_dataset_dir
+from monai_exudate.data.synthetic.render import GENERATOR_VERSION
 
 
 def test_generated_once_then_reused(tmp_path):
@@ -14,6 +15,23 @@ def test_generated_once_then_reused(tmp_path):
     mtime = image.stat().st_mtime_ns
     ensure_synthetic_dataset(root, num=3, size=(64, 48))
     assert image.stat().st_mtime_ns == mtime and (root / MARKER).is_file()
+
+
+def test_a_set_of_an_older_generator_is_regenerated(tmp_path):
+    """A default set generated before the generator last changed is replaced, not trained on as if it were today's."""
+    import json
+
+    root = tmp_path / "synth"
+    ensure_synthetic_dataset(root, num=3, size=(64, 48))
+    marker = json.loads((root / MARKER).read_text())
+    assert marker["generator"] == GENERATOR_VERSION
+    image = next(root.rglob("IDRiD_01.jpg"))
+    fresh = image.read_bytes()
+    image.write_bytes(b"an older generator's photograph")
+    del marker["generator"]  # what 0.7.0 wrote
+    (root / MARKER).write_text(json.dumps(marker))
+    ensure_synthetic_dataset(root, num=3, size=(64, 48))
+    assert image.read_bytes() == fresh and json.loads((root / MARKER).read_text())["generator"] == GENERATOR_VERSION
 
 
 def test_refuses_a_folder_with_other_data(tmp_path):

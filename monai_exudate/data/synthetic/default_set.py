@@ -10,6 +10,7 @@ from typing import Any
 
 from monai_exudate.bundle.settings import as_bool
 from monai_exudate.data.atomic import atomic_write_bytes
+from monai_exudate.data.synthetic.render import GENERATOR_VERSION
 from monai_exudate.data.synthetic.writer import write_synthetic_dataset
 
 MARKER = "synthetic_dataset.json"
@@ -24,10 +25,11 @@ def ensure_synthetic_dataset(
 ) -> str:
     """Generate the synthetic dataset into ``dataset_dir`` unless an identical one is already there; return the path.
 
-    A marker file records the generation settings and is written last, so an interrupted generation is redone and a
-    change of settings regenerates the set. A folder that holds other files and no marker (a real dataset, say) is
-    never written into: that raises ``FileExistsError``. Processes that start together (the ranks of a ``torchrun``)
-    take turns through a lock file beside the folder, so one generates and the others find its marker.
+    A marker file records the generation settings and the generator's version (``render.GENERATOR_VERSION``) and is
+    written last, so an interrupted generation is redone and a change of settings or of generator regenerates the
+    set. A folder that holds other files and no marker (a real dataset, say) is never written into: that raises
+    ``FileExistsError``. Processes that start together (the ranks of a ``torchrun``) take turns through a lock file
+    beside the folder, so one generates and the others find its marker.
     """
     root = Path(dataset_dir)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +39,10 @@ def ensure_synthetic_dataset(
 
 
 def _ensure_synthetic_dataset(root: Path, layout: str, num: int, size: tuple[int, int], seed: int) -> str:
-    settings = {"layout": layout, "num": int(num), "size": [int(s) for s in size], "seed": int(seed)}
+    settings = {
+        "layout": layout, "num": int(num), "size": [int(s) for s in size], "seed": int(seed),
+        "generator": GENERATOR_VERSION,
+    }  # fmt: skip
     marker = root / MARKER
     if marker.is_file():
         try:
