@@ -40,9 +40,11 @@ def _origin_lines(package: dict[str, Any]) -> list[str]:
         f"images per section: {provenance.get('images')}; datalist SHA-256 {provenance.get('datalist_sha256')}",
         f"seed {provenance.get('seed')}; code commit {provenance.get('git_commit')}",
     ]
-    validation = package.get("validation")
-    if validation:
-        lines.append(f"validation: {json.dumps(validation, sort_keys=True)}")
+    validation = package.get("validation") or {}
+    metrics = validation.get("metrics", validation)
+    key_metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val_"))
+    if key_metrics:
+        lines.append(f"validation (epoch {validation.get('epoch', '?')}): {key_metrics}")
     return lines
 
 
@@ -79,7 +81,7 @@ def write_large_files(
     if (package.get("provenance") or {}).get("synthetic") and not allow_synthetic:
         raise ValueError(
             f"{folder / PACKAGE_FILE}: this model was trained on the synthetic demo set; a published model should "
-            "come from photographs (pass allow_synthetic to publish it anyway)"
+            "come from photographs (--allow-synthetic publishes it anyway)"
         )
     entries = [
         {

@@ -26,7 +26,7 @@ def _trained_bundle(root: Path, synthetic: bool = False) -> Path:
         "version": "0.8.0",
         "settings": {"arch": "pspnet"},
         "provenance": {"synthetic": synthetic, "dataset_dir": "/data/IDRiD", "images": {"training": 54}, "seed": 0},
-        "validation": {"val_aupr": 0.61},
+        "validation": {"epoch": 40, "metrics": {"val_aupr": 0.61, "EX_f": 0.7}},
     }
     (models / "model_package.json").write_text(json.dumps(package))
     (models / "threshold.json").write_text(json.dumps({"threshold": 0.42}))
@@ -40,7 +40,7 @@ def test_a_fresh_clone_downloads_the_released_model_and_checks_its_hash(tmp_path
     host.mkdir()
     path = write_large_files(bundle, host.as_uri())
     text = path.read_text()
-    assert "trained on /data/IDRiD" in text and '"val_aupr": 0.61' in text  # the header says what the model is
+    assert "trained on /data/IDRiD" in text and "validation (epoch 40): val_aupr 0.6100" in text  # what the model is
     entries = yaml.safe_load(text)["large_files"]
     assert [e["path"] for e in entries] == ["models/model.pt", "models/model_package.json", "models/threshold.json"]
     assert all(e["hash_type"] == "sha256" and len(e["hash_val"]) == 64 for e in entries)
