@@ -3,7 +3,6 @@ reads, with each file's address and SHA-256."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from typing import Any
 import yaml
 
 from monai_exudate.engines.model_package import PACKAGE_FILE
+from monai_exudate.inference.records import file_sha256
 
 __all__ = ["LARGE_FILES", "RELEASE_FILES", "release_files", "write_large_files"]
 
@@ -21,14 +21,6 @@ LARGE_FILES = "large_files.yml"
 # (exudate_dsm) and an exported TorchScript model are taken when training or ckpt_export wrote them
 RELEASE_FILES = ("model.pt", PACKAGE_FILE, "threshold.json", "model.ts")
 _REQUIRED = ("model.pt", PACKAGE_FILE)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _origin_lines(package: dict[str, Any]) -> list[str]:
@@ -85,13 +77,12 @@ def write_large_files(
         )
     entries = [
         {
-            "path": f"{models_dir}/{name}",
-            "url": f"{base_url.rstrip('/')}/{name}",
-            "hash_val": _sha256(folder / name),
+            "path": f"{models_dir}/{file.name}",
+            "url": f"{base_url.rstrip('/')}/{file.name}",
+            "hash_val": file_sha256(file),
             "hash_type": "sha256",
         }
-        for name in RELEASE_FILES
-        if (folder / name).is_file()
+        for file in release_files(root, models_dir)
     ]
     header = "".join(f"# {line}\n" for line in _origin_lines(package))
     path = root / LARGE_FILES

@@ -188,20 +188,15 @@ class FundusInferenceRunner:
         self.strict = bool(strict)
         self.progress = bool(progress)
         self.num_writers = int(num_writers or min(4, os.cpu_count() or 1))
-        self.overlay_alpha = float(overlay_alpha)
-        self.overlay_format = overlay_format
-        self.overlay_legend = bool(overlay_legend)
-        self.overlay_side_by_side = bool(overlay_side_by_side)
         self.image_key = image_key
-        self.png_compress_level = int(png_compress_level)
         self.model_file = None if model_file is None else Path(model_file)
         self.provenance = dict(provenance or {})
         self.max_image_pixels = int(max_image_pixels)
         self.input_root = input_root
         self._model_columns = model_columns(self.threshold, self.provenance, self.model_file)
         self.outputs = ImageOutputs(
-            self.layout, names, self.threshold, self.formats, self.overlay_alpha, overlay_format, self.overlay_legend,
-            self.overlay_side_by_side, model_line(network, self.provenance), self.png_compress_level,
+            self.layout, names, self.threshold, self.formats, overlay_alpha, overlay_format, overlay_legend,
+            overlay_side_by_side, model_line(network, self.provenance), png_compress_level,
         )  # fmt: skip
 
     def settings(self) -> dict[str, Any]:
@@ -217,9 +212,9 @@ class FundusInferenceRunner:
                 "model": model,
                 "lesions": self.lesion_names,
                 "threshold": self.threshold,
-                "overlay_alpha": self.overlay_alpha,
-                "overlay_legend": self.overlay_legend,
-                "overlay_side_by_side": self.overlay_side_by_side,
+                "overlay_alpha": self.outputs.overlay_alpha,
+                "overlay_legend": self.outputs.overlay_legend,
+                "overlay_side_by_side": self.outputs.overlay_side_by_side,
                 "network": describe(self.network),
                 "preprocessing": describe(self.preprocessing),
                 "postprocessing": describe(self.postprocessing),
@@ -251,7 +246,7 @@ class FundusInferenceRunner:
         run_info = {
             "model_file": None if self.model_file is None else str(self.model_file),
             "formats": list(self.formats),
-            "overlay_format": self.overlay_format,
+            "overlay_format": self.outputs.overlay_format,
             "nifti": self.nifti,
             "device": str(self.device),
             "amp": self.amp,

@@ -36,7 +36,8 @@ TINY = {
 }  # fmt: skip
 NAMES = "[type(t).__name__ for t in {}.transforms]"
 RUNNER_SWITCHES = (
-    "[@runner.amp, @runner.nifti, @runner.overwrite, @runner.strict, @runner.progress, @runner.overlay_side_by_side]"
+    "[@runner.amp, @runner.nifti, @runner.overwrite, @runner.strict, @runner.progress,"
+    " @runner.outputs.overlay_side_by_side]"
 )
 # what each probe records, per bundle and kind of run: (configs, switches, {name: expression})
 PROBES = {
