@@ -216,11 +216,14 @@ def _geometry(rng: np.random.Generator, width: int, height: int) -> _Geometry:
     cx = width / 2.0 + rng.uniform(-0.015, 0.015) * height
     cy = height / 2.0 + rng.uniform(-0.015, 0.015) * height
     side = 1.0 if rng.random() < 0.5 else -1.0  # optic disc on the right (right eye) or on the left
-    odx = cx + side * rng.uniform(0.58, 0.7) * r
-    ody = cy + rng.normal(0.0, 0.05) * r
-    od_r = rng.uniform(0.15, 0.18) * r
-    fx = odx - side * rng.uniform(0.82, 0.92) * r
-    fy = ody + rng.uniform(0.0, 0.08) * r
+    # Disc size and place as on the IDRiD sample's macula-centred photographs (discs located on the five where the
+    # brightest blob is the disc: centre 0.61-0.71 field radii from the centre, 0-0.32 above it; radius 0.09-0.14).
+    odx = cx + side * rng.uniform(0.6, 0.72) * r
+    ody = cy - rng.uniform(-0.02, 0.3) * r
+    od_r = rng.uniform(0.09, 0.14) * r
+    # the fovea about 2.5 disc diameters temporal to the disc, near the centre of a macula-centred photograph
+    fx = odx - side * rng.uniform(0.62, 0.78) * r
+    fy = cy + rng.uniform(-0.04, 0.06) * r
     return _Geometry(
         height=height,
         width=width,

@@ -12,10 +12,18 @@ from monai_exudate.data.synthetic.geometry import _F32, _Geometry
 
 
 def _vessel_paths(rng: np.random.Generator, g: _Geometry) -> list[tuple[np.ndarray, ...]]:
-    """Centre lines (x, y, width, contrast, reflex, step) of a branching vessel tree rooted in the optic disc."""
+    """Centre lines (x, y, width, contrast, reflex, step) of a branching vessel tree rooted in the optic disc.
+
+    As on real photographs (and the IDRiD sample), the trunks leave from the nasal side of the cup and branch only
+    off the disc, and the small macular vessels enter at the disc's temporal rim, so the temporal half of the disc is
+    a bright, vessel-free area that is not a lesion: without it the demo model took real discs for exudates.
+    """
     r, s = g.r, g.s
     step = max(0.8, 2.5 * s)
     w_min = max(0.7, 1.1 * s)
+    od_r = max(g.od_ax, g.od_ay)
+    trunk_x = g.odx + g.side * 0.2 * g.od_ax  # nasal of the cup, which sits temporal of the disc's centre
+    temporal_rim_x = g.odx - g.side * 1.05 * g.od_ax
     # (x, y, heading, width, contrast, depth, target heading or None, relaxation per step, length in pixels)
     stack = []
     for contrast, w0, dth in ((1.0, 11.0 * s, 0.12), (0.72, 8.0 * s, -0.12)):
@@ -23,13 +31,16 @@ def _vessel_paths(rng: np.random.Generator, g: _Geometry) -> list[tuple[np.ndarr
             # Temporal arcades leave the disc vertically and bend round the macula towards the raphe.
             head = math.atan2(vert, -g.side * rng.uniform(0.0, 0.3)) + dth * vert
             target = math.atan2(-vert * 0.15, -g.side)
-            stack.append((g.odx, g.ody, head, w0, contrast, 0, target, step / (rng.uniform(0.45, 0.6) * r), 2.4 * r))
+            stack.append((trunk_x, g.ody, head, w0, contrast, 0, target, step / (rng.uniform(0.45, 0.6) * r), 2.4 * r))
             head = math.atan2(vert, g.side * rng.uniform(0.3, 0.9))
             target = math.atan2(vert * rng.uniform(0.2, 0.7), g.side)
             w = w0 * rng.uniform(0.65, 0.85)
-            stack.append((g.odx, g.ody, head, w, contrast, 0, target, step / (0.4 * r), 1.6 * r))
-        stack.append((g.odx, g.ody, math.atan2(rng.normal(0, 0.15), -g.side), w0 * 0.4, contrast, 1, None, 0.0, r))
-        stack.append((g.odx, g.ody, math.atan2(rng.normal(0, 0.3), g.side), w0 * 0.5, contrast, 1, None, 0.0, r))
+            stack.append((trunk_x, g.ody, head, w, contrast, 0, target, step / (0.4 * r), 1.6 * r))
+        macular_y = g.ody + rng.normal(0.0, 0.3) * g.od_ay
+        stack.append(
+            (temporal_rim_x, macular_y, math.atan2(rng.normal(0, 0.15), -g.side), w0 * 0.4, contrast, 1, None, 0.0, r)
+        )
+        stack.append((trunk_x, g.ody, math.atan2(rng.normal(0, 0.3), g.side), w0 * 0.5, contrast, 1, None, 0.0, r))
     paths = []
     while stack:
         x0, y0, head, w0, contrast, depth, target, relax, length = stack.pop()
@@ -49,6 +60,8 @@ def _vessel_paths(rng: np.random.Generator, g: _Geometry) -> list[tuple[np.ndarr
         widths = w0 * np.exp(-arc / (2.5 * r))
         # Branch points, then the parent thins after each one.
         first = max(g.od_ax, 0.04 * r) if depth == 0 else rng.uniform(0.05, 0.12) * r
+        if math.hypot(x0 - g.odx, y0 - g.ody) < od_r:  # no branch starts on the disc
+            first = max(first, 1.3 * od_r)
         gaps = rng.uniform(0.1, 0.25, 40) * r * (1.0 + 0.8 * depth)
         points = (first + np.cumsum(gaps) - gaps[0]) / step
         points = points[points < n - 2].astype(np.intp)
