@@ -73,7 +73,7 @@ def _render(
     # painted exudates (green 1.54 x against 1.85 x), so a real disc looked like one large exudate; now 2.19 x (95th
     # percentile 2.73 x). Dimming the exudates to the real 1.35 x as well made the demo model mark more of the real
     # discs' rims (bench/lookalikes.py: 2.2x the disc-region false positives), so they stay as they were. The sample's
-    # discs are yellow-orange, not white: blue 1.2-2.7 x the retina's where the retina has any blue (0.8.0 painted
+    # discs are yellow-orange, not white: blue 1.2-2.7 x the retina's on the five located (0.8.0 painted
     # 6.2 x, 0.9.0 3.5 x, over a bluer synthetic retina); 0.9.0 paints them so, at the sample's size and place
     # (``geometry._geometry``), with the vessels leaving from the nasal side of the cup and the temporal half clear
     # (``vessels._vessel_paths``).
