@@ -59,8 +59,8 @@ def _vessel_paths(rng: np.random.Generator, g: _Geometry) -> list[tuple[np.ndarr
         arc = np.arange(n + 1) * step
         widths = w0 * np.exp(-arc / (2.5 * r))
         # Branch points, then the parent thins after each one.
-        first = max(g.od_ax, 0.04 * r) if depth == 0 else rng.uniform(0.05, 0.12) * r
-        if math.hypot(x0 - g.odx, y0 - g.ody) < od_r:  # no branch starts on the disc
+        first = rng.uniform(0.05, 0.12) * r if depth else 0.0
+        if math.hypot(x0 - g.odx, y0 - g.ody) < od_r:  # no branch starts on the disc (every trunk starts on it)
             first = max(first, 1.3 * od_r)
         gaps = rng.uniform(0.1, 0.25, 40) * r * (1.0 + 0.8 * depth)
         points = (first + np.cumsum(gaps) - gaps[0]) / step
