@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from monai_exudate.data.layouts import (
 )
 from monai_exudate.data.synthetic import generate_fundus, imbalance_statistics, write_synthetic_dataset
 from monai_exudate.data.synthetic.geometry import _geometry
+from monai_exudate.data.synthetic.vessels import _vessel_paths
 
 KEYS = {"EX", "HE", "SE", "MA", "OD"}
 
@@ -251,13 +254,19 @@ def test_field_of_view_notch_and_edge_glare_appear_in_the_set():
     assert notched >= 2 and glared >= 2
 
 
+@functools.lru_cache(maxsize=8)
+def _photograph(seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A 720x480 photograph, generated once for the disc tests below."""
+    return generate_fundus((720, 480), seed=seed)
+
+
 def test_the_optic_disc_is_brighter_than_the_exudates():
     """On the IDRiD sample the disc is the brightest structure (green 1.7-3.2x the retina's, exudates 1.35x); a disc
     painted dimmer than the exudates taught the demo model that a real disc is one large exudate. Compared over a set:
     a disc near the darker edge of one photograph may be as bright as that photograph's central exudates."""
     discs, exudates = [], []
     for seed in range(8):
-        image, masks = generate_fundus((720, 480), seed=seed)
+        image, masks = _photograph(seed)
         green = image[..., 1].astype(np.float64)
         retina = green[(image.sum(-1) > 30) & ~masks["OD"] & ~masks["EX"]].mean()
         discs.append(green[masks["OD"]].mean() / retina)
@@ -267,7 +276,7 @@ def test_the_optic_disc_is_brighter_than_the_exudates():
 
 def _disc_measures(seed: int) -> tuple[np.ndarray, float]:
     """The disc's mean RGB over the retina's (away from the disc), and its temporal half's green over its nasal's."""
-    image, masks = generate_fundus((720, 480), seed=seed)
+    image, masks = _photograph(seed)
     rgb = image.astype(np.float64)
     disc = masks["OD"]
     radius = np.sqrt(disc.sum() / np.pi)
@@ -301,3 +310,18 @@ def test_the_optic_disc_has_the_size_and_place_of_the_sample_discs():
         assert 0.6 <= g.side * (g.odx - g.cx) / g.r <= 0.72
         assert -0.02 <= (g.cy - g.ody) / g.r <= 0.3
         assert abs(g.fx - g.cx) < 0.2 * g.r and abs(g.fy - g.cy) < 0.1 * g.r
+
+
+def test_vessels_leave_the_disc_from_its_nasal_side_and_branch_only_off_it():
+    """Only the trunks start on the disc, at one point nasal of the cup, and none comes within 0.3 radii of its
+    temporal edge (the 0.8.0 trunks and macular vessels left from the centre and crossed it); a branch from
+    elsewhere may still cross the disc, as on real photographs."""
+    for seed in range(20):
+        g = _geometry(np.random.default_rng(seed), 1440, 960)
+        cos_t, sin_t = math.cos(g.od_tilt), math.sin(g.od_tilt)
+        for xs, ys, *_ in _vessel_paths(np.random.default_rng(seed), g):
+            dx, dy = xs - g.odx, ys - g.ody
+            on_disc = np.hypot((dx * cos_t + dy * sin_t) / g.od_ax, (-dx * sin_t + dy * cos_t) / g.od_ay) <= 1.0
+            if on_disc[0]:
+                assert (xs[0], ys[0]) == (g.odx + g.side * 0.2 * g.od_ax, g.ody), (seed, xs[0], ys[0])
+                assert (g.side * dx[on_disc]).min() > -0.7 * g.od_ax, seed
