@@ -149,6 +149,8 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     overrides = {
         **(SMOKE if args.smoke else {"dataset_dir": str(args.dataset_dir)}), **dict(args.override),
         "seed": seed, "bundle_root": str(root), "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+        # the runs are scored here; an MLflow model of each (it carries the bundle's configs) is not needed
+        "mlflow_log_model": False,
     }  # fmt: skip
     base = profile_parser(args.configs, overrides)
     batch, epochs = int(base["batch_size"]), _epochs(args, base)

@@ -79,8 +79,18 @@ class MLflowModelHandler:
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
             return
+        engine.add_event_handler(Events.STARTED, self.check_bundle_root)
         engine.add_event_handler(Events.EPOCH_STARTED, self.tag_run)
         engine.add_event_handler(Events.COMPLETED, self.log_model)
+
+    def check_bundle_root(self, engine: Engine | None = None) -> None:
+        """Refuse a bundle root without ``configs`` before the first epoch: the model is logged only at the end."""
+        if not (self.bundle_root / "configs").is_dir():
+            raise ValueError(
+                f"bundle_root {str(self.bundle_root)!r} has no 'configs' folder, which the MLflow model carries for "
+                "its inference: point --bundle_root at the bundle folder (outputs can go elsewhere with --output_dir "
+                "and --ckpt_dir), or train with --mlflow_log_model false"
+            )
 
     def _run(self) -> Any:
         run = getattr(self.mlflow_handler, "cur_run", None)

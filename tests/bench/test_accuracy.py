@@ -60,3 +60,18 @@ def test_markdown_table_has_mean_std_and_wall_time():
     table = bench.markdown_table(results)
     assert "| exudate_dsm CPU profile: dual U-Net + DSM | 2 | 0.600 +/- 0.141 |" in table
     assert "| 11 +/- 1 |" in table and "7 test components" in table
+
+
+def test_benchmark_runs_every_system_end_to_end(tmp_path):
+    bench = _bench()
+    out = tmp_path / "table.md"
+    args = ["--smoke", "--seeds", "0", "--epochs", "1", "--workdir", str(tmp_path / "runs"), "--out", str(out)]
+    table = bench.main(args, log=lambda line: None)
+    assert out.read_text().startswith(table.splitlines()[0])
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "+/-" in line]
+    assert len(rows) == len(bench.SYSTEMS)
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    assert all(c[1] == "1" and not any("nan" in cell for cell in c) for c in cells)
+    steps, crops = 2 + len(bench.COLUMNS), 3 + len(bench.COLUMNS)
+    # every system takes the same optimiser steps and sees the same crops
+    assert len({c[steps] for c in cells}) == 1 and len({c[crops] for c in cells}) == 1 and cells[0][steps] != "0"
