@@ -66,6 +66,7 @@ def test_benchmark_runs_every_system_end_to_end(tmp_path):
     bench = _bench()
     out = tmp_path / "table.md"
     args = ["--smoke", "--seeds", "0", "--epochs", "1", "--workdir", str(tmp_path / "runs"), "--out", str(out)]
+    args += ["--systems", *bench.SYSTEMS]
     table = bench.main(args, log=lambda line: None)
     assert out.read_text().startswith(table.splitlines()[0])
     rows = [line for line in table.splitlines() if line.startswith("| ") and "+/-" in line]
