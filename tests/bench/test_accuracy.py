@@ -76,3 +76,13 @@ def test_benchmark_runs_every_system_end_to_end(tmp_path):
     steps, crops = 2 + len(bench.COLUMNS), 3 + len(bench.COLUMNS)
     # every system takes the same optimiser steps and sees the same crops
     assert len({c[steps] for c in cells}) == 1 and len({c[crops] for c in cells}) == 1 and cells[0][steps] != "0"
+
+
+@pytest.mark.parametrize("norm, layer", [("instance", torch.nn.InstanceNorm2d), ("batch", torch.nn.BatchNorm2d)])
+def test_monai_unet_takes_the_requested_normalisation(tmp_path, norm, layer):
+    bench = _bench()
+    parser = bench.profile_parser(["train.json", "cpu.json"], {**bench.SMOKE, "bundle_root": str(tmp_path)})
+    unet, steps, crops = bench.train_monai_unet(parser, 1, 2, 0, torch.device("cpu"), norm)
+    norms = {type(m) for m in unet.modules() if isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d))}
+    assert norms == {layer} and steps == 1 and crops > 0
+    assert bench.UNET_NORMS["monai_unet"] == "instance" and bench.UNET_NORMS["monai_unet_batchnorm"] == "batch"
