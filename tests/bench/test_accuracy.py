@@ -78,11 +78,26 @@ def test_benchmark_runs_every_system_end_to_end(tmp_path):
     assert len({c[steps] for c in cells}) == 1 and len({c[crops] for c in cells}) == 1 and cells[0][steps] != "0"
 
 
-@pytest.mark.parametrize("norm, layer", [("instance", torch.nn.InstanceNorm2d), ("batch", torch.nn.BatchNorm2d)])
-def test_monai_unet_takes_the_requested_normalisation(tmp_path, norm, layer):
+@pytest.mark.parametrize(
+    "system, layer, dice_batch",
+    [
+        ("monai_unet", torch.nn.InstanceNorm2d, False),
+        ("monai_unet_batchnorm", torch.nn.BatchNorm2d, False),
+        ("monai_unet_batchdice", torch.nn.InstanceNorm2d, True),
+    ],
+)
+def test_monai_unet_systems_build_their_recipe(tmp_path, monkeypatch, system, layer, dice_batch):
     bench = _bench()
+    losses = []
+    real_dice = bench.DiceLoss
+
+    def recording_dice(**kwargs):
+        losses.append(real_dice(**kwargs))
+        return losses[-1]
+
+    monkeypatch.setattr(bench, "DiceLoss", recording_dice)
     parser = bench.profile_parser(["train.json", "cpu.json"], {**bench.SMOKE, "bundle_root": str(tmp_path)})
-    unet, steps, crops = bench.train_monai_unet(parser, 1, 2, 0, torch.device("cpu"), norm)
+    unet, steps, crops = bench.train_monai_unet(parser, 1, 2, 0, torch.device("cpu"), **bench.UNET_RECIPES[system])
     norms = {type(m) for m in unet.modules() if isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d))}
     assert norms == {layer} and steps == 1 and crops > 0
-    assert bench.UNET_NORMS["monai_unet"] == "instance" and bench.UNET_NORMS["monai_unet_batchnorm"] == "batch"
+    assert len(losses) == 1 and losses[0].batch is dice_batch
