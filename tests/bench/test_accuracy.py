@@ -101,3 +101,15 @@ def test_monai_unet_systems_build_their_recipe(tmp_path, monkeypatch, system, la
     norms = {type(m) for m in unet.modules() if isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d))}
     assert norms == {layer} and steps == 1 and crops > 0
     assert len(losses) == 1 and losses[0].batch is dice_batch
+
+
+def test_default_table_leaves_the_measured_results_alone(tmp_path, monkeypatch):
+    bench = _bench()
+    results = tmp_path / "bench" / "accuracy_results.md"
+    results.parent.mkdir()
+    results.write_text("measured tables\n")
+    monkeypatch.setattr(bench, "REPO", tmp_path)
+    args = ["--smoke", "--seeds", "0", "--epochs", "1", "--systems", "monai_unet", "--workdir", str(tmp_path / "w")]
+    table = bench.main(args, log=lambda line: None)
+    assert results.read_text() == "measured tables\n"
+    assert (tmp_path / "runs" / "accuracy.md").read_text() == table
