@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ignite.distributed as idist
 from ignite.engine import Engine, Events
@@ -20,23 +22,43 @@ from monai_exudate.metrics.pixel import counts_at_threshold, f_maximising_thresh
 __all__ = ["OperatingThresholdHandler", "load_operating_threshold"]
 
 MODES = ("select", "apply")
+logger = logging.getLogger(__name__)
 
 
-def load_operating_threshold(path: str | os.PathLike | None, default: float = 0.5) -> float | list[float]:
+def load_operating_threshold(
+    path: str | os.PathLike | None, default: float = 0.5, map_settings: Mapping[str, Any] | None = None
+) -> float | list[float]:
     """The stored threshold (one float, or one per lesion when several were stored); ``default`` when no file.
 
-    Raises ValueError naming the file when it exists but is not a valid threshold file.
+    ``map_settings``: the settings this run makes its probability map with (e.g. ``fusion``, ``tta_flip_axes``); a
+    warning names each one that differs from the file's ``map_settings``, the map the threshold was chosen on (a
+    level chosen on a flip-averaged map is not the F-maximising level of a single pass). Raises ValueError naming
+    the file when it exists but is not a valid threshold file.
     """
     if path is None or not Path(path).is_file():
         return float(default)
     try:
-        values = list(json.loads(Path(path).read_text())["thresholds"].values())
-        values = [float(v) for v in values]
+        record = json.loads(Path(path).read_text())
+        values = [float(v) for v in record["thresholds"].values()]
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"threshold file {path} is not valid: expected {{'thresholds': {{lesion: value}}}}") from err
     if not values or not all(0.0 <= v <= 1.0 for v in values):
         raise ValueError(f"threshold file {path}: thresholds must be numbers in [0, 1], got {values}.")
+    chosen_on = record.get("map_settings")
+    if map_settings is not None and isinstance(chosen_on, dict):
+        differing = [
+            f"{name} {_jsonable(map_settings[name])} (chosen with {chosen_on[name]})"
+            for name in sorted(set(chosen_on) & set(map_settings))
+            if _jsonable(map_settings[name]) != chosen_on[name]
+        ]
+        if differing:
+            logger.warning("threshold %s was chosen on another map than this run's: %s", path, "; ".join(differing))
     return values[0] if len(values) == 1 else values
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so a setting compares equal to its record."""
+    return json.loads(json.dumps(value))
 
 
 class OperatingThresholdHandler:
@@ -47,6 +69,8 @@ class OperatingThresholdHandler:
     whenever this validation is the best one so far by the evaluator's key metric, i.e. when the key-metric
     checkpoint ``model.pt`` is saved. ``mode="apply"`` (evaluation): the threshold is read from ``path`` (0.5 when
     the file is absent). Metrics added: ``<lesion>_threshold`` and ``<lesion>_{iou,sn,ppv,f}_at_threshold``.
+    ``map_settings`` (e.g. the branch fusion and test-time flips of the evaluator's map) are written into the file
+    beside the threshold; in ``apply`` mode a warning names those that differ from the file's.
     Written here because MONAI's and Ignite's metrics have a fixed threshold. The histograms are a
     :class:`~monai_exudate.metrics.PixelHistograms` metric, reduced over ranks: attach the handler on every rank of a
     multi-GPU run, so the threshold comes from the whole validation set; only the main rank writes the file.
@@ -58,12 +82,14 @@ class OperatingThresholdHandler:
         lesion_names: Sequence[str] = ("EX",),
         mode: str = "select",
         missing_masks: str = "negative",
+        map_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         self.path = Path(path)
         self.lesion_names = list(lesion_names)
         self.mode = mode
+        self.map_settings = None if map_settings is None else {k: _jsonable(v) for k, v in map_settings.items()}
         self.histograms = PixelHistograms(
             output_transform=pred_label_present, missing_masks=missing_masks, num_channels=len(self.lesion_names)
         )
@@ -77,7 +103,7 @@ class OperatingThresholdHandler:
     def _thresholds(self, hist) -> list[tuple[float, float | None]]:
         if self.mode == "select":
             return [f_maximising_threshold(hist[c, 1], hist[c, 0]) for c in range(hist.shape[0])]
-        stored = load_operating_threshold(self.path)
+        stored = load_operating_threshold(self.path, map_settings=self.map_settings)
         stored = stored if isinstance(stored, list) else [stored] * hist.shape[0]
         if len(stored) != hist.shape[0]:
             raise ValueError(f"threshold file {self.path} holds {len(stored)} thresholds for {hist.shape[0]} lesions.")
@@ -98,6 +124,8 @@ class OperatingThresholdHandler:
             chosen[lesion] = threshold
         if self.mode == "select" and self._is_best(engine) and idist.get_rank() == 0:
             record = {"thresholds": chosen, "rule": "F-maximising level on the validation split"}
+            if self.map_settings is not None:
+                record["map_settings"] = self.map_settings
             atomic_write_json({**record, "epoch": int(engine.state.epoch)}, self.path)
 
     @staticmethod

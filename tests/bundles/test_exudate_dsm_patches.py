@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -78,6 +79,8 @@ def test_patch_training_stores_the_validation_threshold(trained):
     record = json.loads((models / "threshold.json").read_text())
     assert set(record["thresholds"]) == {"EX"} and 0.0 < record["thresholds"]["EX"] < 1.0
     assert record["epoch"] in (1, 2)
+    # the map it was chosen on, so a run that makes its map otherwise is told
+    assert record["map_settings"] == {"fusion": "logits", "tta_flip_axes": []}
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
@@ -99,6 +102,10 @@ def test_evaluate_and_inference_use_the_stored_threshold(trained):
     parser = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], **inference)
     assert parser.get_parsed_content("threshold") == pytest.approx(stored)
     assert isinstance(parser.get_parsed_content("inferer").inferer, SlidingWindowInferer)
+    flipped = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], tta_flip_axes=[0], **inference)
+    with mock.patch("monai_exudate.engines.operating_threshold.logger") as logger:
+        assert flipped.get_parsed_content("threshold") == pytest.approx(stored)
+    assert "tta_flip_axes [0] (chosen with [])" in logger.warning.call_args.args[-1]
     photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
     out = Path(trained["root"]) / "infer"
     run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),

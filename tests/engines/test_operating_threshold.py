@@ -93,6 +93,37 @@ def test_load_operating_threshold_defaults_and_rejects_bad_files(tmp_path):
         OperatingThresholdHandler(good, mode="choose")
 
 
+def test_the_map_settings_are_stored_with_the_threshold_and_a_differing_run_is_warned(tmp_path, caplog):
+    path = tmp_path / "threshold.json"
+    target = torch.zeros(1, 8, 8)
+    target[:, :3] = 1
+    pred = 0.1 + 0.2 * target
+    chosen_on = {"fusion": "logits", "tta_flip_axes": (0,)}
+    select = OperatingThresholdHandler(path, ["EX"], map_settings=chosen_on)
+    engine = _engine(1, 1, pred, target)
+    select.histograms.iteration_completed(engine)
+    select.complete(engine)
+    stored = json.loads(path.read_text())
+    assert stored["map_settings"] == {"fusion": "logits", "tta_flip_axes": [0]}
+
+    with caplog.at_level("WARNING"):
+        assert load_operating_threshold(path, map_settings={"fusion": "logits", "tta_flip_axes": [0]}) == pytest.approx(
+            stored["thresholds"]["EX"]
+        )
+        load_operating_threshold(path)  # no settings given: nothing to compare
+    assert not caplog.records
+
+    single_pass = {"fusion": "logits", "tta_flip_axes": []}
+    apply = OperatingThresholdHandler(path, ["EX"], mode="apply", map_settings=single_pass)
+    check = _engine(1, -1, pred, target)
+    apply.histograms.iteration_completed(check)
+    with caplog.at_level("WARNING"):
+        apply.complete(check)
+    assert check.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]  # applied all the same
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "threshold.json" in message and "tta_flip_axes [] (chosen with [0])" in message and "fusion" not in message
+
+
 @pytest.mark.parametrize("config_name", ["train.json", "evaluate.json"])
 def test_the_threshold_is_chosen_before_the_stats_handler_logs_it(config_name):
     """Handlers run in list order at EPOCH_COMPLETED: after the stats handler, its log would show the last
