@@ -12,9 +12,9 @@ MONAI-only loop with batches of ``2B`` photographs for the same number of steps,
 (MONAI's default instance norm); two variants of it on request: (d) ``norm="batch"``, the normalisation of the profile's
 U-Net, and (e) ``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice.
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
-training resolution, predictions inverted to the original size) with the project's metrics at threshold 0.5: pixel
-IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all components under 100 pixels (counted
-when half their pixels are predicted, and when the mask merely touches them).
+training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
+metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
+components under 100 pixels (counted when half their pixels are predicted, and when the mask merely touches them).
 Results: a markdown table (mean +/- std over seeds, wall time per row) printed and written to ``--out`` (default
 ``runs/accuracy.md``; the measured tables are kept in ``bench/accuracy_results.md``).
 """

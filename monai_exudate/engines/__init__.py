@@ -10,7 +10,11 @@ from monai_exudate.engines.mlflow_model import MLflowModelHandler
 from monai_exudate.engines.model_package import PACKAGE_FILE, ModelPackageWriter
 from monai_exudate.engines.nonfinite_loss import NonFiniteLossError, NonFiniteLossHandler
 from monai_exudate.engines.nonfinite_output import FiniteCheckpointLoader, NonFiniteOutputError, NonFiniteOutputHandler
-from monai_exudate.engines.operating_threshold import OperatingThresholdHandler, load_operating_threshold
+from monai_exudate.engines.operating_threshold import (
+    OperatingThresholdHandler,
+    load_operating_threshold,
+    recorded_map_setting,
+)
 from monai_exudate.engines.overlays import ValidationOverlayHandler, overlay_errors
 from monai_exudate.engines.pr_curve import PRCurveHandler, draw_pr_curve
 from monai_exudate.engines.resume import ResumeHandler, latest_checkpoint
@@ -38,6 +42,7 @@ __all__ = [
     "ValidationOverlayHandler",
     "latest_checkpoint",
     "load_operating_threshold",
+    "recorded_map_setting",
     "utils",
     "draw_pr_curve",
     "overlay_errors",

@@ -19,7 +19,7 @@ from monai_exudate.engines.utils import pred_label_present
 from monai_exudate.metrics.ignite_metrics import PixelHistograms
 from monai_exudate.metrics.pixel import counts_at_threshold, f_maximising_threshold, pixel_scores
 
-__all__ = ["OperatingThresholdHandler", "load_operating_threshold"]
+__all__ = ["OperatingThresholdHandler", "load_operating_threshold", "recorded_map_setting"]
 
 MODES = ("select", "apply")
 logger = logging.getLogger(__name__)
@@ -37,13 +37,8 @@ def load_operating_threshold(
     """
     if path is None or not Path(path).is_file():
         return float(default)
-    try:
-        record = json.loads(Path(path).read_text())
-        values = [float(v) for v in record["thresholds"].values()]
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"threshold file {path} is not valid: expected {{'thresholds': {{lesion: value}}}}") from err
-    if not values or not all(0.0 <= v <= 1.0 for v in values):
-        raise ValueError(f"threshold file {path}: thresholds must be numbers in [0, 1], got {values}.")
+    record = _read_record(path)
+    values = [float(v) for v in record["thresholds"].values()]
     chosen_on = record.get("map_settings")
     if map_settings is not None and isinstance(chosen_on, dict):
         differing = [
@@ -54,6 +49,35 @@ def load_operating_threshold(
         if differing:
             logger.warning("threshold %s was chosen on another map than this run's: %s", path, "; ".join(differing))
     return values[0] if len(values) == 1 else values
+
+
+def recorded_map_setting(path: str | os.PathLike | None, name: str, default: Any) -> Any:
+    """The map setting ``name`` (e.g. ``tta_flip_axes``) the threshold in ``path`` was chosen with; ``default`` when
+    there is no file or it records none (files written before the record existed).
+
+    Inference takes its test-time flips from here, so a model runs as it was validated without the training overlay
+    (and the MLflow model, which reads ``inference.json`` alone, makes the same map as the bundle's inference).
+    Raises ValueError naming the file when it exists but is not a valid threshold file.
+    """
+    if path is None or not Path(path).is_file():
+        return default
+    chosen_on = _read_record(path).get("map_settings")
+    return chosen_on[name] if isinstance(chosen_on, dict) and name in chosen_on else default
+
+
+def _read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The threshold file's JSON object, checked: ``thresholds`` maps lesions to numbers in [0, 1]."""
+    try:
+        record = json.loads(Path(path).read_text())
+        values = [float(v) for v in record["thresholds"].values()]
+        chosen_on = record.get("map_settings")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"threshold file {path} is not valid: expected {{'thresholds': {{lesion: value}}}}") from err
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"threshold file {path}: thresholds must be numbers in [0, 1], got {values}.")
+    if chosen_on is not None and not isinstance(chosen_on, dict):
+        raise ValueError(f"threshold file {path}: map_settings must be an object, got {chosen_on!r}.")
+    return record
 
 
 def _jsonable(value: Any) -> Any:

@@ -52,11 +52,14 @@ def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window():
     for parser in (inference, training):
         assert parser["arch"] == "unet" and parser["dual"] is True and parser["patch_training"] is True
     assert inference["patch_size"] == training["patch_size"] and inference["net_dropout"] == training["net_dropout"]
-    inferer = inference.get_parsed_content("inferer").inferer  # inside the (idle) test-time flip wrapper
+    inferer = inference.get_parsed_content("inferer").inferer  # inside the test-time flip wrapper
     assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == training["patch_size"]
     names = [type(t).__name__ for t in training.get_parsed_content("train#augmentation")]
     assert training["loss_name"] == "dsm" and "RandFlipRotate90d" in names
     assert isinstance(training.get_parsed_content("validate#inferer").inferer, SlidingWindowInferer)
+    # the horizontal mirror at validation (where the threshold is chosen), evaluation and inference alike
+    for flips in (inference.get_parsed_content("inferer"), training.get_parsed_content("validate#inferer")):
+        assert list(flips.spatial_axes) == [0]
 
 
 @pytest.mark.parametrize("bundle", ["exudate_dsm", "fundus_lesion_hrdecoder"])

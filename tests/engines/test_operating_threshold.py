@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 
-from monai_exudate.engines import OperatingThresholdHandler, load_operating_threshold
+from monai_exudate.engines import OperatingThresholdHandler, load_operating_threshold, recorded_map_setting
 from monai_exudate.metrics import counts_at_threshold, f_maximising_threshold, pixel_histograms, pixel_scores
 
 
@@ -122,6 +123,33 @@ def test_the_map_settings_are_stored_with_the_threshold_and_a_differing_run_is_w
     assert check.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]  # applied all the same
     (message,) = [r.getMessage() for r in caplog.records]
     assert "threshold.json" in message and "tta_flip_axes [] (chosen with [0])" in message and "fusion" not in message
+
+
+def test_recorded_map_setting_reads_the_validation_map_and_defaults_without_a_record(tmp_path):
+    path = tmp_path / "threshold.json"
+    assert recorded_map_setting(path, "tta_flip_axes", []) == []  # no file
+    path.write_text(json.dumps({"thresholds": {"EX": 0.4}}))  # a file from before the record
+    assert recorded_map_setting(path, "tta_flip_axes", []) == []
+    path.write_text(json.dumps({"thresholds": {"EX": 0.4}, "map_settings": {"tta_flip_axes": [0]}}))
+    assert recorded_map_setting(path, "tta_flip_axes", []) == [0]
+    assert recorded_map_setting(path, "fusion", "logits") == "logits"
+    path.write_text(json.dumps({"thresholds": {"EX": 0.4}, "map_settings": [0]}))
+    with pytest.raises(ValueError, match="threshold.json: map_settings"):
+        recorded_map_setting(path, "tta_flip_axes", [])
+
+
+@pytest.mark.parametrize("config", ["inference.json", "evaluate.json"])
+def test_evaluation_and_inference_take_their_flips_from_the_threshold_record(tmp_path, config):
+    """A model validated on flip-averaged maps is run the same way without the training overlay."""
+    folder = Path(__file__).resolve().parents[2] / "bundles" / "exudate_dsm" / "configs"
+    record = {"thresholds": {"EX": 0.4}, "map_settings": {"fusion": "logits", "tta_flip_axes": [0]}}
+    (tmp_path / "threshold.json").write_text(json.dumps(record))
+    parser = ConfigParser()
+    parser.read_config([str(folder / c) for c in ([config] if config == "inference.json" else ["train.json", config])])
+    parser.update({"ckpt_dir": str(tmp_path), "bundle_root": str(tmp_path)})
+    assert parser.get_parsed_content("tta_flip_axes") == [0]
+    parser.update({"tta_flip_axes": []})  # the command line still decides
+    assert parser.get_parsed_content("tta_flip_axes") == []
 
 
 @pytest.mark.parametrize("config_name", ["train.json", "evaluate.json"])
