@@ -37,10 +37,8 @@ def load_operating_threshold(
     """
     if path is None or not Path(path).is_file():
         return float(default)
-    record = _read_record(path)
-    values = [float(v) for v in record["thresholds"].values()]
-    chosen_on = record.get("map_settings")
-    if map_settings is not None and isinstance(chosen_on, dict):
+    values, chosen_on = _read_record(path)
+    if map_settings is not None:
         differing = [
             f"{name} {_jsonable(map_settings[name])} (chosen with {chosen_on[name]})"
             for name in sorted(set(chosen_on) & set(map_settings))
@@ -61,23 +59,23 @@ def recorded_map_setting(path: str | os.PathLike | None, name: str, default: Any
     """
     if path is None or not Path(path).is_file():
         return default
-    chosen_on = _read_record(path).get("map_settings")
-    return chosen_on[name] if isinstance(chosen_on, dict) and name in chosen_on else default
+    return _read_record(path)[1].get(name, default)
 
 
-def _read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """The threshold file's JSON object, checked: ``thresholds`` maps lesions to numbers in [0, 1]."""
+def _read_record(path: str | os.PathLike) -> tuple[list[float], dict[str, Any]]:
+    """The threshold file's thresholds (numbers in [0, 1], one per lesion) and its ``map_settings`` (``{}`` in files
+    written before the record existed), checked."""
     try:
         record = json.loads(Path(path).read_text())
         values = [float(v) for v in record["thresholds"].values()]
-        chosen_on = record.get("map_settings")
+        chosen_on = record.get("map_settings", {})
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"threshold file {path} is not valid: expected {{'thresholds': {{lesion: value}}}}") from err
     if not values or not all(0.0 <= v <= 1.0 for v in values):
         raise ValueError(f"threshold file {path}: thresholds must be numbers in [0, 1], got {values}.")
-    if chosen_on is not None and not isinstance(chosen_on, dict):
+    if not isinstance(chosen_on, dict):
         raise ValueError(f"threshold file {path}: map_settings must be an object, got {chosen_on!r}.")
-    return record
+    return values, chosen_on
 
 
 def _jsonable(value: Any) -> Any:
