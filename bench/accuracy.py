@@ -9,8 +9,11 @@ trainer for ``E`` epochs (each step one batch of ``B`` photographs x ``S`` crops
 with ``dual=false``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs (the profile's network settings, its
 ``head_prior`` included, apply to both); (c) MONAI's ``UNet`` + ``DiceLoss`` (sigmoid), Adam 1e-3, in a short
 MONAI-only loop with batches of ``2B`` photographs for the same number of steps, left as plain as a user would write it
-(MONAI's default instance norm); two variants of it on request: (d) ``norm="batch"``, the normalisation of the profile's
-U-Net, and (e) ``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice.
+(MONAI's default instance norm); three variants of it on request: (d) ``norm="batch"``, the normalisation of the
+profile's U-Net, (e) ``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice, and
+(f) the two-class form of MONAI's tutorials (``out_channels=2``, ``DiceLoss(softmax=True)`` with the background
+channel included, on the target ``[1 - y, y]``: the one-hot of the label, as soft as the other systems' area-resized
+labels), scored on its exudate probability (the softmax of two classes is the sigmoid of their logit difference).
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
 training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
 metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
@@ -43,16 +46,20 @@ from monai_exudate.metrics import LesionMetricsReport
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "idrid_sample"
-SYSTEMS = ("dual_dsm", "single_dice", "monai_unet", "monai_unet_batchnorm", "monai_unet_batchdice")
+SYSTEMS = (
+    "dual_dsm", "single_dice", "monai_unet", "monai_unet_batchnorm", "monai_unet_batchdice", "monai_unet_softmax",
+)  # fmt: skip
 # the three systems compared by default; the UNet variants on request (--systems). On the IDRiD sample at 192 steps
 # neither did markedly better than the plain UNet (AUPR 0.507 +/- 0.008, 3 seeds; seed 0 0.509): batch norm
 # 0.483 +/- 0.015 (3 seeds), batch Dice 0.528 (seed 0); all mark most of the photograph at 0.5
 DEFAULT_SYSTEMS = SYSTEMS[:3]
-# each MONAI UNet system: its normalisation layers and whether DiceLoss reduces over the whole batch
+# each MONAI UNet system: its normalisation layers, whether DiceLoss reduces over the whole batch, and whether it
+# predicts two classes (background, exudate) through a softmax instead of one through a sigmoid
 UNET_RECIPES = {
-    "monai_unet": {"norm": "instance", "dice_batch": False},
-    "monai_unet_batchnorm": {"norm": "batch", "dice_batch": False},
-    "monai_unet_batchdice": {"norm": "instance", "dice_batch": True},
+    "monai_unet": {"norm": "instance", "dice_batch": False, "two_class": False},
+    "monai_unet_batchnorm": {"norm": "batch", "dice_batch": False, "two_class": False},
+    "monai_unet_batchdice": {"norm": "instance", "dice_batch": True, "two_class": False},
+    "monai_unet_softmax": {"norm": "instance", "dice_batch": False, "two_class": True},
 }
 LABELS = {
     "dual_dsm": "exudate_dsm CPU profile: dual U-Net + DSM",
@@ -60,6 +67,7 @@ LABELS = {
     "monai_unet": "plain MONAI UNet + DiceLoss, Adam 1e-3",
     "monai_unet_batchnorm": "plain MONAI UNet (norm batch) + DiceLoss, Adam 1e-3",
     "monai_unet_batchdice": "plain MONAI UNet + DiceLoss(batch=True), Adam 1e-3",
+    "monai_unet_softmax": "plain MONAI UNet, 2 classes + DiceLoss(softmax), Adam 1e-3",
 }
 COLUMNS = (
     "iou", "f", "aupr", "region_f", "recall_lt100", "touched_lt100", "recall_0-25", "recall_25-100", "recall_100-400",
@@ -135,6 +143,19 @@ def train_profile(configs: Sequence[str | Path], overrides: dict) -> tuple[torch
     return parser.get_parsed_content("network"), int(trainer.state.iteration), crops
 
 
+class ForegroundLogit(torch.nn.Module):
+    """The exudate logit of a two-class network: ``softmax([b, e])[1] == sigmoid(e - b)``, so the evaluation's sigmoid
+    post-processing gives the network's own softmax probability."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.network(x)
+        return logits[:, 1:2] - logits[:, 0:1]
+
+
 def train_monai_unet(
     parser: ConfigParser,
     steps: int,
@@ -143,30 +164,38 @@ def train_monai_unet(
     device: torch.device,
     norm: str = "instance",
     dice_batch: bool = False,
+    two_class: bool = False,
 ) -> tuple[torch.nn.Module, int, int]:
     """MONAI ``UNet`` + ``DiceLoss`` on the profile's training crops, Adam 1e-3; returns ``(network, steps, crops)``.
 
     ``norm``: the UNet's normalisation layers (``instance``: MONAI's default; ``batch``). ``dice_batch``: passed to
-    ``DiceLoss(batch=...)`` (``False``, MONAI's default: the mean of each crop's Dice).
+    ``DiceLoss(batch=...)`` (``False``, MONAI's default: the mean of each crop's Dice). ``two_class``: background and
+    exudate channels with ``DiceLoss(softmax=True)`` against ``[1 - y, y]`` (the form of MONAI's segmentation
+    tutorials, which one-hot a hard label; the area-resized label ``y`` stays soft, as for the other systems); the
+    returned network gives the exudate logit (:class:`ForegroundLogit`).
     """
     set_determinism(seed=seed)
     dataset = parser.get_parsed_content("train#dataset")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
-    unet = UNet(2, 3, 1, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm=norm).to(device)
+    classes = 2 if two_class else 1
+    unet = UNet(2, 3, classes, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm=norm)
+    unet = unet.to(device)
     optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
-    loss_fn = DiceLoss(sigmoid=True, batch=dice_batch)
+    loss_fn = DiceLoss(softmax=True, batch=dice_batch) if two_class else DiceLoss(sigmoid=True, batch=dice_batch)
     done, crops = 0, 0
     unet.train()
     while done < steps:
         for batch in loader:
             image, label = batch["image"].to(device), batch["label"].to(device)
+            if two_class:
+                label = torch.cat([1 - label, label], dim=1)
             optimizer.zero_grad(set_to_none=True)
             loss_fn(unet(image), label).backward()
             optimizer.step()
             done, crops = done + 1, crops + image.shape[0]
             if done == steps:
                 break
-    return unet, done, crops
+    return (ForegroundLogit(unet) if two_class else unet), done, crops
 
 
 def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:

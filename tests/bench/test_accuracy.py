@@ -113,3 +113,14 @@ def test_default_table_leaves_the_measured_results_alone(tmp_path, monkeypatch):
     table = bench.main(args, log=lambda line: None)
     assert results.read_text() == "measured tables\n"
     assert (tmp_path / "runs" / "accuracy.md").read_text() == table
+
+
+def test_foreground_logit_gives_the_two_class_softmax_probability():
+    bench = _bench()
+    two_class = torch.nn.Conv2d(3, 2, 1)
+    x = torch.randn(2, 3, 5, 7)
+    with torch.no_grad():
+        exudate = torch.sigmoid(bench.ForegroundLogit(two_class)(x))
+        softmax = torch.softmax(two_class(x), dim=1)[:, 1:2]
+    assert exudate.shape == (2, 1, 5, 7)
+    torch.testing.assert_close(exudate, softmax)
