@@ -11,10 +11,9 @@ with ``dual=false``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs (the pro
 batches of ``2B`` photographs for the same number of steps, left as plain as a user would write it (MONAI's default
 instance norm), in its two usual forms: (c) one exudate channel through a sigmoid, and (d) the two-class form of
 MONAI's tutorials (``out_channels=2``, ``DiceLoss(softmax=True)`` with the background channel included, on the target
-``[1 - y, y]``: the one-hot of the label, as soft as the other systems' area-resized labels), scored on its exudate
-probability (the softmax of two classes is the sigmoid of their logit difference). Two variants of (c) on request:
-(e) ``norm="batch"``, the normalisation of the profile's U-Net, and (f) ``DiceLoss(batch=True)``, the Dice of the
-whole batch rather than the mean of per-crop Dice.
+``[1 - y, y]``: the one-hot of the binary label), scored on its exudate probability (the softmax of two classes is the
+sigmoid of their logit difference). Two variants of (c) on request: (e) ``norm="batch"``, the normalisation of the
+profile's U-Net, and (f) ``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice.
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
 training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
 metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
@@ -173,9 +172,8 @@ def train_monai_unet(
 
     ``norm``: the UNet's normalisation layers (``instance``: MONAI's default; ``batch``). ``dice_batch``: passed to
     ``DiceLoss(batch=...)`` (``False``, MONAI's default: the mean of each crop's Dice). ``two_class``: background and
-    exudate channels with ``DiceLoss(softmax=True)`` against ``[1 - y, y]`` (the form of MONAI's segmentation
-    tutorials, which one-hot a hard label; the area-resized label ``y`` stays soft, as for the other systems); the
-    returned network gives the exudate logit (:class:`ForegroundLogit`).
+    exudate channels with ``DiceLoss(softmax=True)`` against ``[1 - y, y]``, the one-hot of the binary label (the form
+    of MONAI's segmentation tutorials); the returned network gives the exudate logit (:class:`ForegroundLogit`).
     """
     set_determinism(seed=seed)
     dataset = parser.get_parsed_content("train#dataset")
