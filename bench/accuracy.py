@@ -10,10 +10,10 @@ with ``dual=false``, ``loss_name=dice``, batch ``2B`` for ``2E`` epochs (the pro
 ``head_prior`` included, apply to both); MONAI's ``UNet`` + ``DiceLoss``, Adam 1e-3, in a short MONAI-only loop with
 batches of ``2B`` photographs for the same number of steps, left as plain as a user would write it (MONAI's default
 instance norm), in its two usual forms: (c) one exudate channel through a sigmoid, and (d) the two-class form of
-MONAI's tutorials (``out_channels=2``, ``DiceLoss(softmax=True)`` with the background channel included, on the target
-``[1 - y, y]``: the one-hot of the binary label), scored on its exudate probability (the softmax of two classes is the
-sigmoid of their logit difference). Two variants of (c) on request: (e) ``norm="batch"``, the normalisation of the
-profile's U-Net, and (f) ``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice.
+MONAI's tutorials (``out_channels=2``, ``DiceLoss(to_onehot_y=True, softmax=True)``, the background channel
+included), scored on its exudate probability (the softmax of two classes is the sigmoid of their logit difference).
+Two variants of (c) on request: (e) ``norm="batch"``, the normalisation of the profile's U-Net, and (f)
+``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice.
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
 training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
 metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
@@ -172,8 +172,8 @@ def train_monai_unet(
 
     ``norm``: the UNet's normalisation layers (``instance``: MONAI's default; ``batch``). ``dice_batch``: passed to
     ``DiceLoss(batch=...)`` (``False``, MONAI's default: the mean of each crop's Dice). ``two_class``: background and
-    exudate channels with ``DiceLoss(softmax=True)`` against ``[1 - y, y]``, the one-hot of the binary label (the form
-    of MONAI's segmentation tutorials); the returned network gives the exudate logit (:class:`ForegroundLogit`).
+    exudate channels with ``DiceLoss(to_onehot_y=True, softmax=True)`` on the binary label (the form of MONAI's
+    segmentation tutorials); the returned network gives the exudate logit (:class:`ForegroundLogit`).
     """
     set_determinism(seed=seed)
     dataset = parser.get_parsed_content("train#dataset")
@@ -182,14 +182,15 @@ def train_monai_unet(
     unet = UNet(2, 3, classes, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm=norm)
     unet = unet.to(device)
     optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
-    loss_fn = DiceLoss(softmax=True, batch=dice_batch) if two_class else DiceLoss(sigmoid=True, batch=dice_batch)
+    if two_class:
+        loss_fn = DiceLoss(to_onehot_y=True, softmax=True, batch=dice_batch)
+    else:
+        loss_fn = DiceLoss(sigmoid=True, batch=dice_batch)
     done, crops = 0, 0
     unet.train()
     while done < steps:
         for batch in loader:
             image, label = batch["image"].to(device), batch["label"].to(device)
-            if two_class:
-                label = torch.cat([1 - label, label], dim=1)
             optimizer.zero_grad(set_to_none=True)
             loss_fn(unet(image), label).backward()
             optimizer.step()

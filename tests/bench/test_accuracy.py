@@ -124,3 +124,14 @@ def test_foreground_logit_gives_the_two_class_softmax_probability():
         softmax = torch.softmax(two_class(x), dim=1)[:, 1:2]
     assert exudate.shape == (2, 1, 5, 7)
     torch.testing.assert_close(exudate, softmax)
+
+
+def test_two_class_unet_trains_on_background_and_exudate_channels(tmp_path):
+    bench = _bench()
+    parser = bench.profile_parser(["train.json", "cpu.json"], {**bench.SMOKE, "bundle_root": str(tmp_path)})
+    network, steps, crops = bench.train_monai_unet(parser, 2, 2, 0, torch.device("cpu"), two_class=True)
+    assert isinstance(network, bench.ForegroundLogit) and network.network.out_channels == 2
+    samples = bench.SMOKE["patch_samples"]
+    assert steps == 2 and crops % samples == 0 and 2 * samples <= crops <= 2 * 2 * samples  # whole photographs' crops
+    with torch.no_grad():
+        assert network(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)  # one exudate logit for the evaluation
