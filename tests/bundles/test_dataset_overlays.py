@@ -21,16 +21,20 @@ CASES = [
 ]
 
 
-def _parser(bundle: str, *configs: str) -> ConfigParser:
+def _parser(bundle: str, *configs: str, ckpt_dir: Path | None = None) -> ConfigParser:
+    """The bundle's configs; ``ckpt_dir``: an empty model folder, so that a model the user trained in the bundle's
+    own ``models/`` (whose package inference follows) cannot change what the test sees."""
     parser = ConfigParser()
     parser.read_config([str(BUNDLES / bundle / "configs" / c) for c in configs])
+    if ckpt_dir is not None:
+        parser.update({"ckpt_dir": str(ckpt_dir)})
     return parser
 
 
 @pytest.mark.parametrize(("bundle", "overlay", "size_key", "expected"), CASES)
 def test_inference_with_the_overlay_matches_training(tmp_path, bundle, overlay, size_key, expected):
-    inference = _parser(bundle, "inference.json", overlay)
-    training = _parser(bundle, "train.json", overlay)
+    inference = _parser(bundle, "inference.json", overlay, ckpt_dir=tmp_path / "models")
+    training = _parser(bundle, "train.json", overlay, ckpt_dir=tmp_path / "models")
     assert inference[size_key] == training[size_key]
     shapes = [
         {k: tuple(v.shape) for k, v in p.get_parsed_content("network_def").state_dict().items()}

@@ -186,13 +186,14 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
         ckpt_file=str(Path(trained["ckpt_dir"]) / "model.pt"),
         meta_file=str(CONFIGS / "metadata.json"),
         config_file=str(CONFIGS / "inference.json"),
+        ckpt_dir=trained["ckpt_dir"],  # its package, not that of a model trained in the bundle's own models/
         net_width=8,
         use_trace=True,
         input_shape=[1, 3, 96, 64],
     )
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
-    parser.update({"net_width": 8})
+    parser.update({"ckpt_dir": trained["ckpt_dir"], "net_width": 8})
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=False))
     net.eval()
@@ -203,7 +204,7 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
 
 
 @pytest.mark.parametrize("config", ["train.json", "inference.json"])
-def test_idrid_overlay_resizes_without_fov_crop(config):
+def test_idrid_overlay_resizes_without_fov_crop(config, tmp_path):
     """IDRiD is resized whole (the paper's preprocessing); the FOV crop stays for the default and DDR."""
     from monai.bundle import ConfigParser
 
@@ -214,6 +215,7 @@ def test_idrid_overlay_resizes_without_fov_crop(config):
     for overlay in (None, "idrid.json", "ddr.json"):
         parser = ConfigParser()
         parser.read_config(str(CONFIGS / config))
+        parser.update({"ckpt_dir": str(tmp_path)})  # no model trained in the bundle's own models/ (its package) counts
         if overlay:  # inference takes the overlay's preprocessing settings by override
             settings = json.loads((CONFIGS / overlay).read_text())
             parser.update({"fov_crop": settings.get("fov_crop", True)})
