@@ -63,6 +63,12 @@ class ModelPackageWriter:
         evaluator: the validation engine whose metrics are recorded after each of its runs (None: none recorded).
         weights: the weights' file name in the package's folder.
         threshold_file: the operating threshold's file name in the package's folder (None: the bundle has none).
+        resume: whether the run continues the folder's training (the bundles' ``resume``). Then a package already
+            there whose ``settings`` differ from this run's, beside weights (``*.pt``), stops the run before anything
+            is written: those weights are another network's, which this run would load or replace, and rewriting the
+            package would leave it describing a network it does not hold (seen when the README's CPU-profile
+            training followed its default training in the same bundle: the package said U-Net, ``model.pt`` held
+            the PSPNet).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class ModelPackageWriter:
         evaluator: Engine | None = None,
         weights: str = "model.pt",
         threshold_file: str | None = None,
+        resume: bool | str = False,
     ) -> None:
         missing = [s for s in sections if s not in datalist]
         if missing:
@@ -96,6 +103,7 @@ class ModelPackageWriter:
         self.evaluator = evaluator
         self.weights = str(weights)
         self.threshold_file = threshold_file
+        self.resume = as_bool(resume, "resume")
         self.validation: dict[str, Any] | None = None
         # the code that trains: looked up once (two git calls), not at every validation's rewrite
         self._code: dict[str, Any] | None = None
@@ -110,9 +118,26 @@ class ModelPackageWriter:
     def __call__(self, engine: Engine | None = None) -> None:
         record = self.record()
         previous = _read(self.path)
+        if self.resume and previous is not None:
+            self._refuse_another_network(previous)
         if previous is not None and all(previous.get(k) == record[k] for k in _IDENTITY):
             record["validation"] = self.validation = previous.get("validation")
         atomic_write_json(record, self.path)
+
+    def _refuse_another_network(self, previous: Mapping[str, Any]) -> None:
+        """Raise ValueError, naming the folder and the settings that differ, when weights beside ``previous`` are
+        another network's."""
+        before, now = previous.get("settings"), _jsonable(self.settings)
+        folder = self.path.parent
+        if not isinstance(before, dict) or before == now or not any(folder.glob("*.pt")):
+            return
+        differing = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                     if before.get(k) != now.get(k)]  # fmt: skip
+        raise ValueError(
+            f"{folder} holds the weights of a model trained with other settings ({'; '.join(differing)}): this run "
+            "would resume from or replace them. Train into another folder (--bundle_root or --ckpt_dir), move that "
+            "one away, or pass --resume false to start over there."
+        )
 
     def record_validation(self, evaluator: Engine) -> None:
         """Store the validation run's metrics (numbers only) with the training epoch, and rewrite the package."""

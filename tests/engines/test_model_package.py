@@ -168,3 +168,31 @@ def test_demo_model_is_announced_at_start_and_end(tmp_path, caplog):
     assert caplog.text.count(DEMO_MODEL_WARNING) == 2
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["settings"]["provenance"]["model"]["synthetic"] is True
+
+
+def test_a_resuming_run_refuses_a_folder_holding_another_networks_weights(tmp_path):
+    path = tmp_path / PACKAGE_FILE
+    engine = Engine(lambda engine, batch: None)
+    _writer(path).attach(engine)
+    engine.run([0], max_epochs=1)
+    (tmp_path / "model.pt").write_bytes(b"weights of the unet")
+    before = path.read_bytes()
+
+    other = ModelPackageWriter(path, "exudate_dsm", "0.6.0", "/data/IDRiD", "true", DATALIST, ["training", "testing"],
+                               3, {**SETTINGS, "arch": "pspnet"}, resume=True)  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds the weights .*arch 'unet' -> 'pspnet'.*--resume false"):
+        other()
+    assert path.read_bytes() == before  # the package still describes the weights beside it
+
+    same = _writer(path)
+    same.resume = True
+    same()  # the same network resumes
+    other.resume = False
+    other()  # starting over is the user's choice
+    assert json.loads(path.read_text())["settings"]["arch"] == "pspnet"
+
+    # without weights beside it, the package describes nothing this run could lose
+    (tmp_path / "model.pt").unlink()
+    ModelPackageWriter(path, "exudate_dsm", "0.6.0", "/data/IDRiD", "true", DATALIST, ["training", "testing"], 3,
+                       SETTINGS, resume=True)()  # fmt: skip
+    assert json.loads(path.read_text())["settings"]["arch"] == "unet"
