@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-dir", action="append", type=_mask_dir, help="folders layout: LESION=FOLDER (repeat)")
     p.add_argument("--validation-fraction", type=float, default=0.2, help="folders layout: share for validation")
     p.add_argument("--seed", type=int, default=0, help="folders layout: seed of the validation split")
+    p.add_argument(
+        "--validation-ids",
+        nargs="+",
+        default=[],
+        help="idrid layout: training images held out for validation (e.g. IDRiD_45 ... IDRiD_54)",
+    )
 
     p = sub.add_parser("check-data", help="open every file of a datalist and report every problem")
     p.add_argument("datalist")
@@ -126,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 if args.mask_dir:
                     kwargs["mask_dirs"] = dict(args.mask_dir)
+            elif args.validation_ids:
+                if args.layout != "idrid":
+                    raise ValueError("--validation-ids applies to the idrid layout (folders: --validation-fraction)")
+                kwargs = {"validation_ids": args.validation_ids}
             datalist = build_datalist(args.layout, args.dataset_dir, **kwargs)
             path = write_datalist(datalist, args.out)
             counts = ", ".join(f"{k}: {len(v)}" for k, v in datalist.items())

@@ -55,15 +55,24 @@ def _entry(root: Path, image: Path, masks: Mapping[str, Path | None]) -> dict[st
     return item
 
 
-def index_idrid(dataset_dir: str | os.PathLike, lesions: Sequence[str] = ("MA", "HE", "EX", "SE", "OD")) -> dict:
+def index_idrid(
+    dataset_dir: str | os.PathLike,
+    lesions: Sequence[str] = ("MA", "HE", "EX", "SE", "OD"),
+    validation_ids: Sequence[str] = (),
+) -> dict:
     """Index the official IDRiD segmentation layout (train 01-54 in ``training``, test 55-81 in ``testing``).
 
-    A lesion mask absent from the release (e.g. SE for most images) is recorded as ``None``, never invented.
+    A lesion mask absent from the release (e.g. SE for most images) is recorded as ``None``, never invented. A copy
+    that holds only the training split (no testing folder) indexes with an empty ``testing`` section.
+    ``validation_ids`` moves those training images (by id, e.g. ``IDRiD_45``) to ``validation``, the held-out part
+    used for recipe, checkpoint, threshold and calibration choices; an id that is not a training image is refused.
     """
     root = Path(dataset_dir)
     _require_dir(root / IDRID_IMAGE_DIR, "IDRiD image folder")
     datalist: dict[str, Any] = {section: [] for section in SECTIONS}
     for section, split_dir in IDRID_SPLIT_DIRS.items():
+        if section == "testing" and not (root / IDRID_IMAGE_DIR / split_dir).is_dir():
+            continue
         image_dir = _require_dir(root / IDRID_IMAGE_DIR / split_dir, f"IDRiD {section} image folder")
         masks = {
             lesion: _masks_by_stem(root / IDRID_MASK_DIR / split_dir / IDRID_LESION_DIRS[lesion], lesion)
@@ -71,6 +80,12 @@ def index_idrid(dataset_dir: str | os.PathLike, lesions: Sequence[str] = ("MA", 
         }
         for image in _images_in(image_dir):
             datalist[section].append(_entry(root, image, {les: masks[les].get(image.stem) for les in lesions}))
+    wanted = set(validation_ids)
+    unknown = sorted(wanted - {item["id"] for item in datalist["training"]})
+    if unknown:
+        raise ValueError(f"validation ids not among the IDRiD training images under {root}: {', '.join(unknown)}")
+    datalist["validation"] = [item for item in datalist["training"] if item["id"] in wanted]
+    datalist["training"] = [item for item in datalist["training"] if item["id"] not in wanted]
     return datalist
 
 

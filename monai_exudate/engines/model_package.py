@@ -43,8 +43,8 @@ class ModelPackageWriter:
     - ``recipe``: the training settings (loss, schedule, optimiser), for the record;
     - ``validation``: the latest validation's epoch and metrics; ``threshold_file`` names the operating threshold;
     - ``provenance``: the dataset folder, whether it is the synthetic demo set, a SHA-256 of the datalist sections
-      used and their image counts, the seed, the code's git commit (when the package is a git checkout) and package
-      versions.
+      used, their image counts and image ids, the seed, the code's git commit (when the package is a git checkout)
+      and package versions.
 
     The package holds no time, so a resumed run rewrites it byte for byte (the run's times are in MLflow); a restart
     whose settings, recipe and provenance are unchanged keeps the validation figures already there.
@@ -167,10 +167,16 @@ class ModelPackageWriter:
                 "dataset_dir": self.dataset_dir,
                 "datalist_sha256": datalist_sha256(self.datalist),
                 "images": {section: len(items) for section, items in self.datalist.items()},
+                "image_ids": {section: _image_ids(items) for section, items in self.datalist.items()},
                 "seed": self.seed,
                 **self._code_versions(),
             },
         }
+
+
+def _image_ids(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each item's ``id``, or its image file's stem when the datalist gives no id."""
+    return [str(item.get("id") or Path(str(item.get("image", ""))).stem) for item in items]
 
 
 def _jsonable(value: Any) -> Any:
