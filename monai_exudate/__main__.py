@@ -80,12 +80,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: <bundle>_reproduction)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: a SQLite file in --out)")
 
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a trained model's probability calibration on a held-out section and ship it in its model package",
+    )
+    p.add_argument("--bundle-root", required=True, help="the bundle folder (its configs/inference.json runs the model)")
+    p.add_argument("--ckpt-dir", default=None, help="the model's folder (default: the bundle's models/)")
+    p.add_argument("--datalist", required=True, help="datalist JSON holding the section")
+    p.add_argument("--dataset-dir", required=True, help="dataset folder the datalist's paths are relative to")
+    p.add_argument("--section", default="validation", help="section to fit on (never the test photographs)")
+    p.add_argument("--score-only", action="store_true", help="only measure the shipped calibration on the section")
+    p.add_argument("--report-dir", default=None, help="folder for calibration_<section>.json and reliability PNGs")
+
     p = sub.add_parser("release", help="write a bundle's large_files.yml for its trained model (addresses, SHA-256)")
     p.add_argument("--bundle-root", required=True, help="bundle folder whose models/ holds the trained model")
     p.add_argument("--base-url", required=True, help="address of the folder the model files are uploaded to")
     p.add_argument("--models-dir", default="models", help="model folder relative to the bundle (default: models)")
     p.add_argument("--allow-synthetic", action="store_true", help="publish a model of the synthetic demo set")
     return parser
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from monai_exudate.inference.calibration_fit import calibrate_model
+
+    bundle_root = Path(args.bundle_root).resolve()
+    overrides = {"bundle_root": str(bundle_root)}
+    if args.ckpt_dir:
+        overrides["ckpt_dir"] = str(Path(args.ckpt_dir).resolve())
+    report = calibrate_model(
+        bundle_root / "configs" / "inference.json", args.datalist, args.dataset_dir, args.section,
+        overrides=overrides, fit=not args.score_only, report_dir=args.report_dir,
+    )  # fmt: skip
+    print(f"{'scored' if args.score_only else 'fitted'} on {args.section} ({len(report['images'])} photographs)")
+    print("lesion  map         AUPR   AP     ECE     IoU@0.5 F@0.5  threshold IoU@t  F@t")
+    for lesion, figures in report["lesions"].items():
+        for name in ("sigmoid", "calibrated"):
+            f = figures[name]
+            print(
+                f"{lesion:<7} {name:<11} {f['aupr']:.4f} {f['ap']:.4f} {f['ece']:.5f} {f['iou']:.4f}  {f['f']:.4f} "
+                f"{f['threshold']:.4f}    {f['iou_at_threshold']:.4f} {f['f_at_threshold']:.4f}"
+            )
 
 
 def _reproduce(args: argparse.Namespace) -> None:
@@ -140,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = write_datalist(datalist, args.out)
             counts = ", ".join(f"{k}: {len(v)}" for k, v in datalist.items())
             print(f"wrote {path} ({counts})")
+        elif args.command == "calibrate":
+            _calibrate(args)
         elif args.command == "check-data":
             from monai_exudate.data.checks import check_datalist
 

@@ -29,7 +29,7 @@ PACKAGE_FILE = "model_package.json"
 PACKAGE_FORMAT = 1
 _PACKAGES = ("monai_exudate", "monai", "torch", "pytorch-ignite", "mlflow", "numpy")
 # the record's identity: a package whose identity is unchanged keeps its validation figures when training restarts
-_IDENTITY = ("bundle", "version", "settings", "recipe", "provenance")
+_IDENTITY = ("name", "bundle", "version", "settings", "recipe", "provenance")
 
 
 class ModelPackageWriter:
@@ -69,6 +69,8 @@ class ModelPackageWriter:
             package would leave it describing a network it does not hold (seen when the README's CPU-profile
             training followed its default training in the same bundle: the package said U-Net, ``model.pt`` held
             the PSPNet).
+        name: what users call the model (shown in inference's overlay legend and ``summary.csv``); None: unnamed,
+            the dataset folder names it.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class ModelPackageWriter:
         weights: str = "model.pt",
         threshold_file: str | None = None,
         resume: bool | str = False,
+        name: str | None = None,
     ) -> None:
         missing = [s for s in sections if s not in datalist]
         if missing:
@@ -104,6 +107,7 @@ class ModelPackageWriter:
         self.weights = str(weights)
         self.threshold_file = threshold_file
         self.resume = as_bool(resume, "resume")
+        self.name = None if name in (None, "") else str(name)
         self.validation: dict[str, Any] | None = None
         # the code that trains: looked up once (two git calls), not at every validation's rewrite
         self._code: dict[str, Any] | None = None
@@ -155,6 +159,7 @@ class ModelPackageWriter:
         """The package as written."""
         return {
             "format": PACKAGE_FORMAT,
+            "name": self.name,
             "bundle": self.bundle,
             "version": self.version,
             "weights": self.weights,

@@ -1,5 +1,6 @@
 """Inference: input listing, the streaming runner, lesion quantification, output writers and folder records."""
 
+from monai_exudate.inference.calibration import CalibratedSigmoidd, package_calibration
 from monai_exudate.inference.checkpoint import load_network_weights
 from monai_exudate.inference.dataset import (
     MAX_ASPECT_RATIO,
@@ -22,6 +23,7 @@ from monai_exudate.inference.summary import SummaryTable
 from monai_exudate.inference.writers import LESION_COLOURS, OutputLayout, lesion_colours, paint_overlay
 
 __all__ = [
+    "CalibratedSigmoidd",
     "DEMO_MODEL_WARNING",
     "LESION_COLOURS",
     "MAX_ASPECT_RATIO",
@@ -48,6 +50,7 @@ __all__ = [
     "load_exported_network",
     "load_network_weights",
     "model_origin",
+    "package_calibration",
     "package_settings",
     "paint_overlay",
     "read_model_package",

@@ -31,6 +31,8 @@ def model_line(network: torch.nn.Module, provenance: Mapping[str, Any]) -> str:
         return f"{name}, origin unknown"
     if origin.get("synthetic"):
         return f"{name}, DEMO: synthetic data only"
+    if origin.get("name"):
+        return str(origin["name"])
     return f"{name}, trained on {Path(str(origin.get('trained_on'))).name}"
 
 

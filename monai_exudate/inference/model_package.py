@@ -61,7 +61,8 @@ def model_origin(model_file: str | os.PathLike | None) -> dict[str, Any]:
     """The origin of the model in ``model_file``, from the model package beside it (``models/`` after training).
 
     Returns ``{"known": False}`` when there is no package (an exported model copied elsewhere, or weights from another
-    source), else ``known``, ``synthetic``, ``trained_on`` ("the synthetic demo set" or the dataset folder),
+    source), else ``known``, ``name`` (None when unnamed), ``synthetic``, ``trained_on`` ("the synthetic demo set"
+    or the dataset folder),
     ``datalist_sha256``, ``images``, ``bundle``, ``version``, ``seed``, ``git_commit`` and ``validation``.
     """
     package = read_model_package(model_file)
@@ -73,6 +74,7 @@ def model_origin(model_file: str | os.PathLike | None) -> dict[str, Any]:
     synthetic = bool(provenance.get("synthetic"))
     return {
         "known": True,
+        "name": package.get("name"),
         "synthetic": synthetic,
         "trained_on": "the synthetic demo set" if synthetic else provenance.get("dataset_dir"),
         "datalist_sha256": provenance.get("datalist_sha256"),

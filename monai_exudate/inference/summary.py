@@ -96,6 +96,8 @@ def model_columns(threshold: float, provenance: Mapping[str, object], model_file
         described = "unknown"
     elif origin.get("synthetic"):
         described = "synthetic demo set"
+    elif origin.get("name"):
+        described = str(origin["name"])
     else:
         described = str(origin.get("trained_on"))
     return {"threshold": threshold, "model": " ".join(parts) or "unknown", "model_origin": described}

@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "AUPR_THRESHOLDS",
+    "average_precision_from_histograms",
     "LEVELS",
     "MISSING_MASK_RULES",
     "absolute_error_sums",
@@ -212,6 +213,25 @@ def aupr_from_histograms(pos_hist, neg_hist, thresholds: Sequence[float] = AUPR_
     """Area under the precision-recall points of :func:`precision_recall_points` (threshold order)."""
     recall, precision = precision_recall_points(pos_hist, neg_hist, thresholds)
     return trapezoid_auc(recall, precision)
+
+
+def average_precision_from_histograms(pos_hist, neg_hist) -> float:
+    """Average precision over every level of the histograms: ``sum_k (R_k - R_{k+1}) * P_k`` with ``P_k``, ``R_k``
+    the precision and recall of the pixels at level ``k`` or above (the step-wise area of
+    ``sklearn.metrics.average_precision_score`` on the quantised scores). Unlike the 11-threshold AUPR it does not
+    interpolate between distant operating points, so a weak map scores low; 0.0 without a positive pixel."""
+    pos = np.asarray(pos_hist, dtype=np.float64)
+    neg = np.asarray(neg_hist, dtype=np.float64)
+    if pos.shape != neg.shape or pos.ndim != 1:
+        raise ValueError(f"histograms must be 1-D of the same length, got {pos.shape} and {neg.shape}.")
+    total = pos.sum()
+    if total == 0:
+        return 0.0
+    tp = np.cumsum(pos[::-1])
+    fp = np.cumsum(neg[::-1])
+    predicted = tp + fp
+    precision = np.divide(tp, predicted, out=np.ones_like(tp), where=predicted > 0)
+    return float(np.sum((pos[::-1] / total) * precision))
 
 
 def scores_from_accumulators(
