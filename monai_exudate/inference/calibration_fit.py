@@ -161,17 +161,17 @@ def calibrate_model(
     package = read_model_package(ckpt_path)
     if package is None:
         raise ValueError(f"no model package beside {ckpt_path}: calibrate a model trained by the bundle")
+    current = package_calibration(ckpt_path)
+    if not fit and current is None:
+        raise ValueError(f"the model package beside {ckpt_path} holds no calibration to score; fit one first")
     items = checked_sections(datalist, [section], dataset_dir, lesions)[section]
     hist = section_logit_histograms(
         parts["network"], parts["preprocessing"], parts["logit_postprocessing"], parts["inferer"], items, lesions,
         parts["device"],
     )  # fmt: skip
     centres = logit_bin_centres()
-    current = package_calibration(ckpt_path)
     if fit:
         knots = {lesion: fit_isotonic(hist[c, 0], hist[c, 1], centres) for c, lesion in enumerate(lesions)}
-    elif current is None:
-        raise ValueError(f"the model package beside {ckpt_path} holds no calibration to score; fit one first")
     else:
         stored = current["lesions"]
         knots = {les: (stored[les]["logits"], stored[les]["probabilities"]) for les in lesions if les in stored}

@@ -250,3 +250,60 @@ def test_evaluate_fails_loudly_on_nonfinite_weights_or_output(trained, tmp_path,
     else:
         assert "NonFiniteOutputError" in said and "IDRiD_" in said
     assert not (tmp_path / "out" / "eval" / "metrics.json").exists()
+
+
+def test_calibration_is_fitted_shipped_in_the_package_and_applied(trained, tmp_path):
+    """``python -m monai_exudate calibrate`` fits on a section, writes the package and threshold; evaluation and
+    inference then end in the calibrated map, and ``--score-only`` measures it again."""
+    import shutil
+
+    from monai.bundle import ConfigParser
+
+    from monai_exudate.__main__ import main
+    from monai_exudate.data.indexers import build_datalist, write_datalist
+    from monai_exudate.inference import CalibratedSigmoidd
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("model.pt", "model_package.json", "threshold.json"):
+        shutil.copy(Path(trained["ckpt_dir"]) / name, models / name)
+    datalist = write_datalist(build_datalist("idrid", trained["dataset_dir"]), tmp_path / "dl.json")
+    args = ["calibrate", "--bundle-root", str(BUNDLE), "--ckpt-dir", str(models), "--datalist", str(datalist),
+            "--dataset-dir", trained["dataset_dir"], "--section", "testing"]  # fmt: skip
+    assert main([*args, "--score-only"]) == 2  # nothing to score yet: a clear error, nothing written
+    assert "calibration" not in json.loads((models / "model_package.json").read_text())
+    assert main([*args, "--report-dir", str(tmp_path / "report")]) == 0
+
+    package = json.loads((models / "model_package.json").read_text())
+    entry = package["calibration"]
+    assert entry["fitted_on"]["section"] == "testing" and len(entry["fitted_on"]["image_ids"]) > 0
+    knots = entry["lesions"]["EX"]
+    assert all(b > a for a, b in zip(knots["logits"], knots["logits"][1:]))
+    figures = entry["validation_figures"]["EX"]
+    assert figures["calibrated"]["ece"] <= figures["sigmoid"]["ece"] + 1e-9
+    threshold = json.loads((models / "threshold.json").read_text())
+    assert threshold["map_settings"]["calibrated"] is True and 0.0 < threshold["thresholds"]["EX"] < 1.0
+    assert (tmp_path / "report" / "reliability_EX_testing.png").is_file()
+    report = json.loads((tmp_path / "report" / "calibration_testing.json").read_text())
+    assert report["lesions"]["EX"]["calibrated"]["ap"] == pytest.approx(figures["calibrated"]["ap"])
+
+    assert main([*args, "--score-only", "--report-dir", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "calibration_testing.json").read_text())
+    assert again["lesions"]["EX"]["calibrated"]["ap"] == pytest.approx(figures["calibrated"]["ap"])
+    assert json.loads((models / "model_package.json").read_text()) == package  # scoring writes nothing
+
+    for config, key in (("inference.json", "postprocessing"), ("evaluate.json", "validate#postprocessing")):
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / config)] if config == "evaluate.json"
+                           else str(CONFIGS / config))  # fmt: skip
+        parser.update({"ckpt_dir": str(models), **{k: trained[k] for k in ("dataset_dir", "output_dir")}})
+        steps = [t for t in parser.get_parsed_content(key).transforms if isinstance(t, CalibratedSigmoidd)]
+        assert len(steps) == 1 and steps[0].knots[0] is not None
+        assert parser.get_parsed_content("threshold_map_settings")["calibrated"] is True
+
+    out = tmp_path / "inferred"
+    images = Path(trained["dataset_dir"]) / "A. Segmentation" / "1. Original Images"
+    photos = sorted((images / "b. Testing Set").iterdir())
+    run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),
+        ckpt_dir=str(models), dataset_dir=str(photos[0].parent), output_dir=str(out), progress=False)  # fmt: skip
+    assert (out / "summary.csv").is_file() and len(list(out.glob("**/*_EX_prob.png"))) == len(photos)

@@ -103,3 +103,40 @@ def test_shipped_idrid_datalist():
     dl = json.loads((Path(__file__).resolve().parents[2] / "data_lists" / "idrid.json").read_text())
     assert len(dl["training"]) == 54 and len(dl["testing"]) == 27
     assert dl["testing"][0]["EX"].endswith("b. Testing Set/3. Hard Exudates/IDRiD_55_EX.tif")
+
+
+def test_idrid_validation_ids_hold_training_images_out(idrid_sample, tmp_path):
+    dl = index_idrid(idrid_sample, validation_ids=["IDRiD_04"])
+    assert [e["id"] for e in dl["training"]] == ["IDRiD_01", "IDRiD_02", "IDRiD_03"]
+    assert [e["id"] for e in dl["validation"]] == ["IDRiD_04"]
+    assert [e["id"] for e in dl["testing"]] == ["IDRiD_55", "IDRiD_56", "IDRiD_57", "IDRiD_58"]
+    with pytest.raises(ValueError, match="IDRiD_55"):  # a testing image never becomes validation
+        index_idrid(idrid_sample, validation_ids=["IDRiD_55"])
+    out = tmp_path / "dl.json"
+    args = ["datalist", "--layout", "idrid", "--dataset-dir", str(idrid_sample), "--out", str(out)]
+    assert main([*args, "--validation-ids", "IDRiD_04"]) == 0
+    assert json.loads(out.read_text()) == dl
+    assert main(["datalist", "--layout", "folders", "--dataset-dir", str(tmp_path), "--out", str(out),
+                 "--validation-ids", "IDRiD_04"]) == 2  # fmt: skip
+
+
+def test_idrid_copy_of_the_training_split_alone(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "idrid", layout="idrid", num=4, size=(96, 64), seed=1)
+    import shutil
+
+    from monai_exudate.data.layouts import IDRID_IMAGE_DIR, IDRID_SPLIT_DIRS
+
+    shutil.rmtree(root / IDRID_IMAGE_DIR / IDRID_SPLIT_DIRS["testing"])
+    dl = index_idrid(root)
+    assert dl["testing"] == [] and len(dl["training"]) > 0
+
+
+def test_shipped_idrid_training_split():
+    from pathlib import Path
+
+    dl = json.loads((Path(__file__).resolve().parents[2] / "data_lists" / "idrid_training_split.json").read_text())
+    assert [e["id"] for e in dl["training"]] == [f"IDRiD_{i:02d}" for i in range(1, 45)]
+    assert [e["id"] for e in dl["validation"]] == [f"IDRiD_{i:02d}" for i in range(45, 55)]
+    assert dl["testing"] == []
+    # SE is recorded where IDRiD has a mask (26 of the 54 training images)
+    assert sum(e["SE"] is not None for e in dl["training"] + dl["validation"]) == 26
