@@ -18,6 +18,11 @@ All are scored on the test split at the photographs' own size (the bundle's eval
 training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
 metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
 components under 100 pixels (counted when half their pixels are predicted, and when the mask merely touches them).
+On the IDRiD training split, choose on its validation part and test on IDRiD_55-58:
+``--dataset_dir ../shared/data/idrid_training --override 'datalist_file="data_lists/idrid_training_split.json"'
+'val_section="validation"' --test_dataset_dir ../shared/data/idrid_sample`` (the table then adds the test
+columns). Average precision (``ap``, all 256 levels) is reported beside the 11-threshold AUPR, which flatters weak
+maps.
 Results: a markdown table (mean +/- std over seeds, wall time per row) printed and written to ``--out`` (default
 ``runs/accuracy.md``; the measured tables are kept in ``bench/accuracy_results.md``).
 """
@@ -42,6 +47,7 @@ from monai.utils import set_determinism
 
 from monai_exudate.bundle import as_bool
 from monai_exudate.metrics import LesionMetricsReport
+from monai_exudate.metrics.pixel import average_precision_from_histograms
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
@@ -72,8 +78,11 @@ LABELS = {
     "monai_unet_softmax": "plain MONAI UNet, 2 classes + DiceLoss(softmax), Adam 1e-3",
 }
 COLUMNS = (
-    "iou", "f", "aupr", "region_f", "recall_lt100", "touched_lt100", "recall_0-25", "recall_25-100", "recall_100-400",
+    "iou", "f", "aupr", "ap", "region_f", "recall_lt100", "touched_lt100", "recall_0-25", "recall_25-100",
+    "recall_100-400",
 )  # fmt: skip
+# scored again on --test_dataset_dir when it is given
+TEST_COLUMNS = ("iou", "f", "aupr", "ap", "recall_lt100")
 SIZE_BINS = (0, 25, 100, 400, 1600, math.inf)
 SMOKE = {
     "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'",
@@ -101,6 +110,7 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
     inferer = parser.get_parsed_content("validate#inferer")
     invert = parser.get_parsed_content("validate#postprocessing")
     report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
+    levels = torch.zeros(2, 256, dtype=torch.int64)  # 8-bit level histograms (lesion, background) for the AP
     # the looser count of small-lesion recall: a component counts once the mask touches it
     touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
     network.eval()
@@ -114,8 +124,13 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
             raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
         for metric in (report, touched):
             metric.update((probs, label))
+        q = probs.mul(255).round().long().flatten()
+        positive = label.flatten() > 0.5
+        levels[0] += torch.bincount(q[positive], minlength=256)
+        levels[1] += torch.bincount(q[~positive], minlength=256)
     scores = report.compute()["lesions"]["EX"]
     out = {k: scores[k] for k in ("iou", "f", "aupr")}
+    out["ap"] = average_precision_from_histograms(levels[0].numpy(), levels[1].numpy())
     out["region_f"] = scores["region"]["0.5"]["f"]
     for label in ("0-25", "25-100", "100-400"):
         out[f"recall_{label}"] = scores["size_recall"][label]["recall"]
@@ -228,6 +243,12 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     scoring = overrides if system == "dual_dsm" else {**overrides, **single}
     evaluation = profile_parser([*args.configs[:1], "evaluate.json", *args.configs[1:]], scoring)
     result = score_network(network, evaluation, device)
+    if args.test_dataset_dir is not None:
+        # the same network on a second, held-out set (e.g. IDRiD_55-58 after choosing on IDRiD_45-54)
+        test = {**scoring, "dataset_dir": str(args.test_dataset_dir), "datalist_file": None, "val_section": "testing"}
+        test_scores = score_network(network, profile_parser([*args.configs[:1], "evaluate.json",
+                                                             *args.configs[1:]], test), device)  # fmt: skip
+        result.update({f"test_{k}": v for k, v in test_scores.items()})
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
     return result
 
@@ -254,11 +275,13 @@ def _fmt(values: Sequence[float | None]) -> str:
 
 def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     """Markdown table, one row per system: mean +/- std over seeds of each metric, crops seen, wall time per run."""
-    head = ["system", "seeds", *COLUMNS, "steps", "crops seen", "wall time per run (s)"]
+    tested = all("test_aupr" in r for runs in results.values() for r in runs)
+    columns = [*COLUMNS, *(f"test_{c}" for c in TEST_COLUMNS)] if tested else list(COLUMNS)
+    head = ["system", "seeds", *columns, "steps", "crops seen", "wall time per run (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, runs in results.items():
         cells = [LABELS.get(system, system), str(len(runs))]
-        cells += [_fmt([r[c] for r in runs]) for c in COLUMNS]
+        cells += [_fmt([r[c] for r in runs]) for c in columns]
         seconds = [r["seconds"] for r in runs]
         cells += [f"{statistics.mean(r[k] for r in runs):.0f}" for k in ("steps", "crops")]
         cells.append(f"{statistics.mean(seconds):.0f} +/- {statistics.stdev(seconds) if len(seconds) > 1 else 0:.0f}")
@@ -294,6 +317,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--epochs", type=int, default=12, help="epochs of the dual model (the others: equal pixels)")
     parser.add_argument("--pixels", type=float, default=None, help="training pixels per system (overrides --epochs)")
     parser.add_argument("--override", type=_override, nargs="*", default=[], help="config overrides key=json")
+    test_help = "also score each network on this dataset's testing section (e.g. the IDRiD sample's IDRiD_55-58)"
+    parser.add_argument("--test_dataset_dir", type=Path, default=None, help=test_help)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
     parser.add_argument("--workdir", type=Path, default=None)

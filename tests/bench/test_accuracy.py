@@ -135,3 +135,16 @@ def test_two_class_unet_trains_on_background_and_exudate_channels(tmp_path):
     assert steps == 2 and crops % samples == 0 and 2 * samples <= crops <= 2 * 2 * samples  # whole photographs' crops
     with torch.no_grad():
         assert network(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)  # one exudate logit for the evaluation
+
+
+def test_networks_are_scored_again_on_a_held_out_test_set(tmp_path):
+    """``--test_dataset_dir``: each network chosen on the validation section is scored on a second set's testing
+    section; the table adds its columns, average precision among them."""
+    bench = _bench()
+    out = tmp_path / "table.md"
+    args = ["--smoke", "--seeds", "0", "--epochs", "1", "--systems", "monai_unet", "--workdir", str(tmp_path / "w"),
+            "--out", str(out), "--test_dataset_dir", str(tmp_path / "test_set")]  # fmt: skip
+    table = bench.main(args, log=lambda line: None)
+    head = table.splitlines()[0]
+    assert "| ap |" in head and "test_aupr" in head and "test_ap" in head and "test_recall_lt100" in head
+    assert (tmp_path / "test_set").is_dir()  # the smoke run generated the held-out synthetic set there
