@@ -88,9 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = manifest.get("settings", manifest)
     lesions = args.lesions or list(settings.get("lesion_names") or settings.get("lesions") or ["EX"])
     threshold = settings.get("threshold", 0.5)
-    threshold = float(threshold[0] if isinstance(threshold, list) else threshold)
     items = checked_sections(args.datalist, [args.section], args.dataset_dir, lesions)[args.section]
-    scores = score_folder(args.outputs, items, lesions, threshold)
+    if isinstance(threshold, list):  # one threshold per lesion
+        scores = {}
+        for lesion, value in zip(lesions, threshold):
+            scores.update(score_folder(args.outputs, items, [lesion], float(value)))
+    else:
+        scores = score_folder(args.outputs, items, lesions, float(threshold))
     print(f"{len(items)} photographs of {args.section}, maps from {args.outputs}")
     print("lesion  AUPR   AP     IoU@0.5 F@0.5  thr    IoU@t  F@t    recall<100px")
     for lesion, s in scores.items():

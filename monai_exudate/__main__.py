@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit a trained model's probability calibration on a held-out section and ship it in its model package",
     )
     p.add_argument("--bundle-root", required=True, help="the bundle folder (its configs/inference.json runs the model)")
-    p.add_argument("--ckpt-dir", default=None, help="the model's folder (default: the bundle's models/)")
+    p.add_argument(
+        "--ckpt-dir", default=None, help="the model's folder (default: the bundle's outputs/models/, where it trains)"
+    )
     p.add_argument("--datalist", required=True, help="datalist JSON holding the section")
     p.add_argument("--dataset-dir", required=True, help="dataset folder the datalist's paths are relative to")
     p.add_argument("--section", default="validation", help="section to fit on (never the test photographs)")
@@ -106,9 +108,9 @@ def _calibrate(args: argparse.Namespace) -> None:
     from monai_exudate.inference.calibration_fit import calibrate_model
 
     bundle_root = Path(args.bundle_root).resolve()
-    overrides = {"bundle_root": str(bundle_root)}
-    if args.ckpt_dir:
-        overrides["ckpt_dir"] = str(Path(args.ckpt_dir).resolve())
+    # the shipped model in models/ is calibrated already: by default the command works on a model trained here
+    ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else bundle_root / "outputs" / "models"
+    overrides = {"bundle_root": str(bundle_root), "ckpt_dir": str(ckpt_dir.resolve())}
     report = calibrate_model(
         bundle_root / "configs" / "inference.json", args.datalist, args.dataset_dir, args.section,
         overrides=overrides, fit=not args.score_only, report_dir=args.report_dir,

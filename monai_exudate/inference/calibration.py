@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,9 +14,12 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_exudate.inference.model_package import read_model_package
+from monai_exudate.inference.records import file_sha256
 from monai_exudate.metrics.calibration import apply_calibration
 
 __all__ = ["CALIBRATION_KEY", "CalibratedSigmoidd", "check_calibration", "package_calibration"]
+
+logger = logging.getLogger(__name__)
 
 # the model package's entry holding the calibration (written by ``python -m monai_exudate calibrate``)
 CALIBRATION_KEY = "calibration"
@@ -28,7 +34,18 @@ def package_calibration(model_file: str | os.PathLike | None) -> dict[str, Any] 
     package = read_model_package(model_file)
     if package is None or package.get(CALIBRATION_KEY) is None:
         return None
-    return check_calibration(package[CALIBRATION_KEY], source=f"the model package beside {model_file}")
+    calibration = check_calibration(package[CALIBRATION_KEY], source=f"the model package beside {model_file}")
+    fitted = (calibration.get("fitted_on") or {}).get("weights_sha256")
+    if fitted and Path(model_file).name == package.get("weights", "model.pt") and Path(model_file).is_file():
+        if file_sha256(model_file) != fitted:
+            logger.warning(
+                "the calibration in the model package beside %s was fitted on other weights than %s: it is not "
+                "applied (maps are the sigmoid of the logits); calibrate this model again",
+                model_file,
+                Path(model_file).name,
+            )
+            return None
+    return calibration
 
 
 def check_calibration(calibration: Mapping[str, Any], source: str = "calibration") -> dict[str, Any]:
@@ -46,6 +63,8 @@ def check_calibration(calibration: Mapping[str, Any], source: str = "calibration
             raise ValueError(f"{source}: calibration of {lesion} needs numeric 'logits' and 'probabilities'") from err
         if not x or len(x) != len(y):
             raise ValueError(f"{source}: calibration of {lesion} has {len(x)} logits and {len(y)} probabilities")
+        if not all(math.isfinite(v) for v in x + y):
+            raise ValueError(f"{source}: calibration of {lesion} has non-finite knots")
         if any(b <= a for a, b in zip(x, x[1:])) or any(b < a for a, b in zip(y, y[1:])):
             raise ValueError(f"{source}: calibration of {lesion} is not monotone (logits must increase)")
         if not all(0.0 <= v <= 1.0 for v in y):

@@ -58,6 +58,8 @@ def _inference_parts(config_file: str | os.PathLike, overrides: Mapping[str, Any
         raise ValueError(f"{config_file}: not a bundle inference config with a logit chain; it lacks {missing}")
     parts = {i: parser.get_parsed_content(i) for i in CONFIG_IDS}
     parts["device"] = parser.get_parsed_content("device") if "device" in parser else torch.device("cpu")
+    settings = parser.get_parsed_content("threshold_map_settings") if "threshold_map_settings" in parser else {}
+    parts["threshold_map_settings"] = {k: v for k, v in dict(settings).items() if k != "calibrated"}
     return parts
 
 
@@ -91,7 +93,7 @@ def section_logit_histograms(
         total = hist if total is None else total + hist
         logger.info("calibration: %d/%d %s", number, len(items), Path(str(item["image"])).name)
     if total is None:
-        raise ValueError("the section holds no photograph")
+        raise ValueError("the datalist section holds no photograph to calibrate on")
     return total
 
 
@@ -171,26 +173,40 @@ def calibrate_model(
     )  # fmt: skip
     centres = logit_bin_centres()
     if fit:
-        knots = {lesion: fit_isotonic(hist[c, 0], hist[c, 1], centres) for c, lesion in enumerate(lesions)}
+        knots = {}
+        for c, lesion in enumerate(lesions):
+            if int(hist[c, 0].sum()) == 0:
+                logger.warning("no %s pixel in section %r: %s keeps the sigmoid (no calibration)", lesion, section,
+                               lesion)  # fmt: skip
+                continue
+            knots[lesion] = fit_isotonic(hist[c, 0], hist[c, 1], centres)
+        if not knots:
+            raise ValueError(f"section {section!r} of {datalist} holds no lesion pixel of {lesions}: nothing to fit")
     else:
         stored = current["lesions"]
         knots = {les: (stored[les]["logits"], stored[les]["probabilities"]) for les in lesions if les in stored}
     threshold_file = parts["threshold_file"]
-    thresholds = _stored_thresholds(threshold_file, lesions) if threshold_file else {}
+    record = _threshold_record(threshold_file) if threshold_file else {}
+    calibrated_record = bool((record.get("map_settings") or {}).get("calibrated"))
+    if not fit and threshold_file and record and not calibrated_record:
+        logger.warning("%s holds a threshold chosen on uncalibrated maps: the calibrated figures use it as it is",
+                       threshold_file)  # fmt: skip
+    # the sigmoid map's thresholds: the file's own before a fit, kept beside the calibrated ones after it
+    sigmoid_thresholds = record.get("sigmoid_thresholds", {}) if calibrated_record else record.get("thresholds", {})
+    thresholds = record.get("thresholds", {})
     report: dict[str, Any] = {"section": section, "images": [str(i.get("id", i["image"])) for i in items],
                               "lesions": {}}  # fmt: skip
     new_thresholds = {}
     for c, lesion in enumerate(lesions):
         raw = calibrated_level_histograms(hist[c], centres, None)
         cal = calibrated_level_histograms(hist[c], centres, knots.get(lesion))
-        # the threshold file holds the sigmoid map's level before a fit and the calibrated map's after it
-        raw_threshold = thresholds.get(lesion, 0.5) if fit else 0.5
+        raw_threshold = float(sigmoid_thresholds.get(lesion, 0.5))
         if threshold_file is None:  # a bundle without a threshold file masks at 0.5
             cal_threshold = 0.5
         elif fit:
             cal_threshold = f_maximising_threshold(cal[0], cal[1])[0]
         else:
-            cal_threshold = thresholds.get(lesion, 0.5)
+            cal_threshold = float(thresholds.get(lesion, 0.5))
         new_thresholds[lesion] = cal_threshold
         report["lesions"][lesion] = {
             "pixels": {"lesion": int(hist[c, 0].sum()), "background": int(hist[c, 1].sum())},
@@ -202,16 +218,26 @@ def calibrate_model(
     if fit:
         _ship(ckpt_path, package, knots, report, items, section, datalist)
         if threshold_file:
-            _rewrite_thresholds(Path(threshold_file), new_thresholds)
+            _rewrite_thresholds(Path(threshold_file), record, new_thresholds, sigmoid_thresholds,
+                                parts["threshold_map_settings"])  # fmt: skip
     return report
 
 
-def _stored_thresholds(path: str | os.PathLike, lesions: Sequence[str]) -> dict[str, float]:
-    try:
-        record = json.loads(Path(path).read_text())
-        return {k: float(v) for k, v in record["thresholds"].items() if k in lesions}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+def _threshold_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The threshold file's record, checked; ``{}`` when there is none. A file that is not a threshold record raises
+    ``ValueError`` naming it (it is never overwritten)."""
+    path = Path(path)
+    if not path.is_file():
         return {}
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("thresholds"), dict):
+            raise ValueError("no 'thresholds' object")
+        for value in record["thresholds"].values():
+            float(value)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"threshold file {path} is not valid ({err}): fix or move it, nothing was written") from err
+    return record
 
 
 def _write_report(report: Mapping[str, Any], folder: Path, section: str) -> None:
@@ -258,14 +284,18 @@ def _ship(
     logger.info("calibration of %s written into %s", list(knots), ckpt_path.with_name("model_package.json"))
 
 
-def _rewrite_thresholds(path: Path, thresholds: Mapping[str, float]) -> None:
-    """The threshold file with each lesion's level chosen on the calibrated maps (other entries kept)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        record = {}
-    record = dict(record) if isinstance(record, dict) else {}
-    record["thresholds"] = {k: float(v) for k, v in thresholds.items()}
-    record["rule"] = "F-maximising level of the calibrated maps on the calibration section"
-    record["map_settings"] = {**dict(record.get("map_settings") or {}), "calibrated": True}
-    atomic_write_json(record, path)
+def _rewrite_thresholds(
+    path: Path,
+    record: Mapping[str, Any],
+    thresholds: Mapping[str, float],
+    sigmoid_thresholds: Mapping[str, float],
+    map_settings: Mapping[str, Any],
+) -> None:
+    """The threshold file with each lesion's level chosen on the calibrated maps; the uncalibrated map's levels are
+    kept as ``sigmoid_thresholds`` (a later fit starts from them) and every other entry is kept."""
+    out = dict(record)
+    out["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+    out["sigmoid_thresholds"] = {k: float(v) for k, v in sigmoid_thresholds.items()}
+    out["rule"] = "F-maximising level of the calibrated maps on the calibration section"
+    out["map_settings"] = {**dict(map_settings), **dict(record.get("map_settings") or {}), "calibrated": True}
+    atomic_write_json(out, path)

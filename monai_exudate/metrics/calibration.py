@@ -48,7 +48,8 @@ def logit_histograms(
     low, high = float(logit_range[0]), float(logit_range[1])
     out = torch.zeros((logits.shape[0], 2, bins), dtype=torch.int64)
     for c in range(logits.shape[0]):
-        x = logits[c].reshape(-1).float()
+        # NaN would index no bin; the bundles stop on non-finite outputs before this, so it only guards direct use
+        x = torch.nan_to_num(logits[c].reshape(-1).float(), nan=0.0)
         index = ((x - low) * (bins / (high - low))).floor_().clamp_(0, bins - 1).long()
         positive = target[c].reshape(-1) > 0
         out[c, 0] = torch.bincount(index[positive], minlength=bins).cpu()
@@ -104,11 +105,12 @@ def apply_calibration(logits: torch.Tensor, knots_x: Sequence[float], knots_y: S
     if xk.ndim != 1 or xk.shape != yk.shape or xk.numel() == 0:
         raise ValueError(f"calibration knots must be two 1-D lists of one length, got {len(knots_x)}, {len(knots_y)}")
     x = logits.double()
-    if xk.numel() == 1:
-        return torch.full_like(x, float(yk[0])).to(logits.dtype)
-    index = torch.searchsorted(xk, x.contiguous()).clamp_(1, xk.numel() - 1)
-    x0, x1, y0, y1 = xk[index - 1], xk[index], yk[index - 1], yk[index]
-    out = y0 + (y1 - y0) * ((x - x0) / (x1 - x0))
+    if xk.numel() == 1:  # one pooled block (a flat section): only the two extrapolations below
+        out = torch.full_like(x, float(yk[0]))
+    else:
+        index = torch.searchsorted(xk, x.contiguous()).clamp_(1, xk.numel() - 1)
+        x0, x1, y0, y1 = xk[index - 1], xk[index], yk[index - 1], yk[index]
+        out = y0 + (y1 - y0) * ((x - x0) / (x1 - x0))
     s = torch.sigmoid(x)
     s_first, s_last = torch.sigmoid(xk[0]), torch.sigmoid(xk[-1])
     above = yk[-1] + (1.0 - yk[-1]) * (s - s_last) / (1.0 - s_last).clamp_min(1e-300)

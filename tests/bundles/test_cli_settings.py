@@ -145,6 +145,7 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     else:
         _photo(root / "photos" / "a.jpg")
         argv += ["--dataset_dir", str(root / "photos"), "--output_dir", str(root / "out"), "--num_workers", "0"]
+        argv += ["--ckpt_dir", str(root / "no_model")]  # not the shipped model's package, whose settings differ
         argv += ["--num_writers", "1", "--formats", "['prob']"]
     return argv, out
 

@@ -27,10 +27,10 @@ BUNDLES = {
 }  # fmt: skip
 
 
-def _network(bundle: str) -> torch.nn.Module:
+def _network(bundle: str, ckpt_dir: Path) -> torch.nn.Module:
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
-    parser.update(BUNDLES[bundle][0])
+    parser.update({**BUNDLES[bundle][0], "ckpt_dir": str(ckpt_dir)})  # not the shipped model's package
     return parser.get_parsed_content("network_def").eval()
 
 
@@ -42,7 +42,7 @@ def test_exported_equals_eager_and_runs_inference(bundle, kind, tmp_path):
         pytest.importorskip("onnxscript")
     configs = REPO / "bundles" / bundle / "configs"
     overrides, shape = BUNDLES[bundle]
-    net = _network(bundle)
+    net = _network(bundle, tmp_path / "no_model")
     ckpt = tmp_path / "model.pt"
     torch.save(net.state_dict(), ckpt)  # a one-item save_dict is saved bare, as CheckpointSaver does
     exported_path = tmp_path / f"model.{kind}"
@@ -54,6 +54,7 @@ def test_exported_equals_eager_and_runs_inference(bundle, kind, tmp_path):
         meta_file=str(configs / "metadata.json"),
         config_file=str(configs / "inference.json"),
         input_shape=shape,
+        ckpt_dir=str(tmp_path / "no_model"),  # the settings are this test's, not the shipped model package's
         **({"use_trace": True} if kind == "ts" else {}),
         **overrides,
     )

@@ -281,8 +281,13 @@ def test_calibration_is_fitted_shipped_in_the_package_and_applied(trained, tmp_p
     assert all(b > a for a, b in zip(knots["logits"], knots["logits"][1:]))
     figures = entry["validation_figures"]["EX"]
     assert figures["calibrated"]["ece"] <= figures["sigmoid"]["ece"] + 1e-9
+    before = json.loads((Path(trained["ckpt_dir"]) / "threshold.json").read_text())
+    assert before["map_settings"]["calibrated"] is False
     threshold = json.loads((models / "threshold.json").read_text())
     assert threshold["map_settings"]["calibrated"] is True and 0.0 < threshold["thresholds"]["EX"] < 1.0
+    # the uncalibrated map's level is kept: a fit again starts from it, not from the calibrated one
+    assert threshold["sigmoid_thresholds"] == before["thresholds"]
+    assert threshold["map_settings"]["tta_flip_axes"] == before["map_settings"]["tta_flip_axes"]
     assert (tmp_path / "report" / "reliability_EX_testing.png").is_file()
     report = json.loads((tmp_path / "report" / "calibration_testing.json").read_text())
     assert report["lesions"]["EX"]["calibrated"]["ap"] == pytest.approx(figures["calibrated"]["ap"])

@@ -60,3 +60,22 @@ def test_package_calibration_reads_the_package_beside_the_model(tmp_path):
     (tmp_path / "model_package.json").write_text(json.dumps(broken))
     with pytest.raises(ValueError, match="model_package|model.pt"):
         package_calibration(model)
+
+
+def test_non_finite_knots_are_refused():
+    with pytest.raises(ValueError, match="non-finite"):
+        check_calibration({"lesions": {"EX": {"logits": [0.0, float("nan")], "probabilities": [0.1, 0.2]}}})
+
+
+def test_a_calibration_of_other_weights_is_not_applied(tmp_path, caplog):
+    from monai_exudate.inference.records import file_sha256
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights of the calibrated model")
+    fitted = {**CALIBRATION, "fitted_on": {"weights_sha256": file_sha256(model)}}
+    (tmp_path / "model_package.json").write_text(json.dumps({"settings": {}, "calibration": fitted}))
+    assert package_calibration(model) is not None
+    model.write_bytes(b"weights trained further")  # the package's calibration no longer describes them
+    with caplog.at_level("WARNING"):
+        assert package_calibration(model) is None
+    assert "fitted on other weights" in caplog.text

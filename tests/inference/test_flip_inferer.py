@@ -44,7 +44,7 @@ def test_both_bundles_evaluate_and_infer_without_flips_unless_asked(bundle, tmp_
     for files, key in ((["train.json", "evaluate.json"], "validate#inferer"), (["inference.json"], "inferer")):
         parser = ConfigParser()
         parser.read_config([str(configs / f) for f in files])
-        parser.update({"ckpt_path": str(tmp_path / "absent.pt")})
+        parser.update({"ckpt_dir": str(tmp_path), "ckpt_path": str(tmp_path / "absent.pt")})
         assert parser.get_parsed_content(key).spatial_axes == []
         parser.update({"tta_flip_axes": [0]})
         assert parser.get_parsed_content(key, instantiate=True, lazy=False).spatial_axes == [0]

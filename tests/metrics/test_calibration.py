@@ -101,3 +101,14 @@ def test_reliability_bins_and_ece_of_a_perfect_map():
     assert expected_calibration_error(hist) == pytest.approx(0.0)
     hist[1, 255] = 100  # half of the p = 1 pixels are background
     assert expected_calibration_error(hist) == pytest.approx(200 * 0.5 / 300)
+
+
+def test_one_knot_still_keeps_the_ranking():
+    """A flat section pools into one block: the map stays monotone around it instead of turning constant."""
+    q = apply_calibration(torch.tensor([-3.0, 0.0, 1.0, 3.0]), [1.0], [0.2])
+    assert q[2] == pytest.approx(0.2) and bool((q[1:] > q[:-1]).all())
+
+
+def test_nan_logits_do_not_break_the_histograms():
+    hist = logit_histograms(torch.tensor([[float("nan"), 1.0]]), torch.tensor([[1.0, 0.0]]))
+    assert int(hist.sum()) == 2
