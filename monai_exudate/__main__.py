@@ -118,6 +118,7 @@ def _calibrate(args: argparse.Namespace) -> None:
     print(f"{'scored' if args.score_only else 'fitted'} on {args.section} ({len(report['images'])} photographs)")
     print("lesion  map         AUPR   AP     ECE     IoU@0.5 F@0.5  threshold IoU@t  F@t")
     for lesion, figures in report["lesions"].items():
+        print(f"{lesion:<7} float maps  AP {figures['float_ap']:.4f}")
         for name in ("sigmoid", "calibrated"):
             f = figures[name]
             print(

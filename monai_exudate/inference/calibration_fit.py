@@ -210,6 +210,8 @@ def calibrate_model(
         new_thresholds[lesion] = cal_threshold
         report["lesions"][lesion] = {
             "pixels": {"lesion": int(hist[c, 0].sum()), "background": int(hist[c, 1].sum())},
+            # the ranking of the float maps (0.01-wide logit bins), which any monotone calibration keeps
+            "float_ap": average_precision_from_histograms(hist[c, 0].numpy(), hist[c, 1].numpy()),
             "sigmoid": _scores(raw, raw_threshold),
             "calibrated": _scores(cal, cal_threshold),
         }
