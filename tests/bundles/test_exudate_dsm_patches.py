@@ -80,7 +80,7 @@ def test_patch_training_stores_the_validation_threshold(trained):
     assert set(record["thresholds"]) == {"EX"} and 0.0 < record["thresholds"]["EX"] < 1.0
     assert record["epoch"] in (1, 2)
     # the map it was chosen on, so a run that makes its map otherwise is told
-    assert record["map_settings"] == {"fusion": "logits", "tta_flip_axes": []}
+    assert record["map_settings"] == {"fusion": "logits", "tta_flip_axes": [], "calibrated": False}
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
