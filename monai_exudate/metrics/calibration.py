@@ -62,10 +62,13 @@ def fit_isotonic(
 ) -> tuple[list[float], list[float]]:
     """Isotonic regression of the lesion frequency on the logit, by pool-adjacent-violators over histogram bins.
 
-    Returns knots ``(logits, probabilities)``: one per pooled block, at the block's pixel-weighted mean logit, with
-    the block's lesion frequency. Blocks are merged while a later one is not strictly above the earlier, so the
-    probabilities strictly increase and the piecewise-linear map through the knots keeps every distinction of logit
-    between the first and last knot (the ranking the average precision measures). Empty bins are skipped.
+    Returns knots ``(logits, probabilities)``: a pooled block of several bins gets a knot at its first and at its
+    last bin, both at (about) the block's lesion frequency, a block of one bin one knot. Blocks are merged while a
+    later one is not strictly above the earlier, so the frequencies increase from block to block; a tiny rise across
+    each pooled block keeps the piecewise-linear map through the knots strictly increasing, so it keeps every
+    distinction of logit between the first and last knot (the ranking the average precision measures) while each
+    pixel keeps its block's frequency (knots at the blocks' mean logits instead would interpolate across a wide block
+    and miscalibrate it: expected calibration error 0.07 in-sample on the four-lesion model). Empty bins are skipped.
     (Zadrozny & Elkan, KDD 2002; the standard non-parametric calibration of a classifier's scores.)
     """
     pos = np.asarray(pos_hist, dtype=np.float64)
@@ -79,17 +82,31 @@ def fit_isotonic(
         raise ValueError("no pixel to fit the calibration on (all histogram bins are empty)")
     if pos.sum() == 0:
         raise ValueError("no lesion pixel to fit the calibration on: the section holds no positive pixel")
-    # blocks as (pixels, lesion pixels, sum of logit x pixels)
+    # blocks as [pixels, lesion pixels, first bin centre, last bin centre]
     blocks: list[list[float]] = []
     for w, p, xc in zip(weight[keep], pos[keep], x[keep]):
-        blocks.append([w, p, xc * w])
+        blocks.append([w, p, xc, xc])
         while len(blocks) > 1 and blocks[-1][1] / blocks[-1][0] <= blocks[-2][1] / blocks[-2][0]:
-            w2, p2, s2 = blocks.pop()
+            w2, p2, _, last = blocks.pop()
             blocks[-1][0] += w2
             blocks[-1][1] += p2
-            blocks[-1][2] += s2
-    knots_x = [b[2] / b[0] for b in blocks]
-    knots_y = [b[1] / b[0] for b in blocks]
+            blocks[-1][3] = last
+    values = [b[1] / b[0] for b in blocks]
+    knots_x: list[float] = []
+    knots_y: list[float] = []
+    for i, (block, value) in enumerate(zip(blocks, values)):
+        if block[3] == block[2]:
+            knots_x.append(float(block[2]))
+            knots_y.append(value)
+            continue
+        # a pooled block spans its bins at its frequency; a small rise across it (a quarter of the gap to its
+        # neighbours, at most 1e-4) keeps the pixels' order without moving them off their frequency
+        gaps = [values[i] - values[i - 1]] if i > 0 else []
+        gaps += [values[i + 1] - values[i]] if i + 1 < len(values) else []
+        rise = min([1e-4, *(g / 4 for g in gaps)]) if gaps else 1e-4
+        low, high = max(0.0, value - rise), min(1.0, value + rise)
+        knots_x += [float(block[2]), float(block[3])]
+        knots_y += [low, high]
     return knots_x, knots_y
 
 

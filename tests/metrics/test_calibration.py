@@ -40,11 +40,11 @@ def test_logit_histograms_count_every_pixel_once_by_class():
 
 def test_isotonic_fit_pools_violators_into_increasing_blocks():
     centres = np.array([0.0, 1.0, 2.0, 3.0])
-    # frequencies 0.5, 0.25, 0.75, 1.0: the first two pool to 3/8 at their weighted centre
+    # frequencies 0.5, 0.25, 0.75, 1.0: the first two pool to 3/8 across both their bins
     pos, neg = np.array([2, 1, 3, 4]), np.array([2, 3, 1, 0])
     x, y = fit_isotonic(pos, neg, centres)
-    assert x == pytest.approx([0.5, 2.0, 3.0]) and y == pytest.approx([3 / 8, 0.75, 1.0])
-    assert all(b > a for a, b in zip(y, y[1:]))
+    assert x == pytest.approx([0.0, 1.0, 2.0, 3.0]) and y == pytest.approx([3 / 8, 3 / 8, 0.75, 1.0], abs=1e-4)
+    assert all(b > a for a, b in zip(y, y[1:]))  # strictly: the pooled pixels keep their order
 
 
 def test_isotonic_fit_refuses_empty_or_lesion_free_sections():
@@ -71,6 +71,7 @@ def test_calibration_keeps_the_ranking_and_removes_overconfidence():
     cal = calibrated_level_histograms(hist[0], centres, knots)
     assert raw.sum() == cal.sum() == x.numel()
     assert expected_calibration_error(cal) < 0.1 * expected_calibration_error(raw)
+    assert expected_calibration_error(cal) < 0.002  # in-sample: each pixel sits at its block's frequency
     # quantised to 8 bits, the calibrated map keeps more of the ranking than the saturated sigmoid
     assert average_precision_from_histograms(*cal) > average_precision_from_histograms(*raw)
 
