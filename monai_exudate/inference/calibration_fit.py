@@ -41,6 +41,7 @@ from monai_exudate.metrics.pixel import (
 __all__ = ["CONFIG_IDS", "calibrate_model", "draw_reliability_diagram", "section_logit_histograms"]
 
 logger = logging.getLogger(__name__)
+_PAD_SHIFT = 100.0
 
 # what the bundle's inference config must define: the calibration is fitted on the logits its chain makes
 CONFIG_IDS = ("network", "preprocessing", "logit_postprocessing", "inferer", "lesions", "ckpt_path", "threshold_file")
@@ -85,7 +86,9 @@ def section_logit_histograms(
         with torch.no_grad():
             logits = check_logit_batch(inferer(image.as_tensor()[None].to(device), network), image[None])
             fused = torch.as_tensor(logit_postprocessing({"pred": logits[0]})["pred"])
-            fused = invert_prediction(preprocessing, fused, image).float().cpu()
+            # shifted so that what the inversion pads (outside a field-of-view crop) reads as a certain background
+            # logit, as it reads as probability 0 in the written maps; resizing commutes with the shift
+            fused = invert_prediction(preprocessing, fused + _PAD_SHIFT, image).float().cpu() - _PAD_SHIFT
         label = torch.as_tensor(load_masks(dict(item))["label"])
         if tuple(label.shape) != tuple(fused.shape):
             raise ValueError(f"{item['image']}: masks of shape {tuple(label.shape)}, maps of {tuple(fused.shape)}")
