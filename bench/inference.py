@@ -115,6 +115,7 @@ def build(args: argparse.Namespace, output_dir: Path):
     config = REPO / "bundles" / args.bundle / "configs" / "inference.json"
     parser = ConfigParser()
     parser.read_config(str(config))
+    parser.read_meta(str(config.with_name("metadata.json")))  # the runner's provenance names the bundle
     values = overrides(args, parser.get())
     for key, value in values.items():
         parser[key] = value
