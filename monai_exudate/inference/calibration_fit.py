@@ -221,7 +221,7 @@ def calibrate_model(
     if report_dir is not None:
         _write_report(report, Path(report_dir), section)
     if fit:
-        _ship(ckpt_path, package, knots, report, items, section, datalist)
+        _ship(ckpt_path, package, knots, report, section, datalist)
         if threshold_file:
             _rewrite_thresholds(Path(threshold_file), record, new_thresholds, sigmoid_thresholds,
                                 parts["threshold_map_settings"])  # fmt: skip
@@ -262,7 +262,6 @@ def _ship(
     package: Mapping[str, Any],
     knots: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     report: Mapping[str, Any],
-    items: Sequence[Mapping[str, Any]],
     section: str,
     datalist: str | os.PathLike | Mapping[str, Any],
 ) -> None:

@@ -311,4 +311,11 @@ def test_calibration_is_fitted_shipped_in_the_package_and_applied(trained, tmp_p
     photos = sorted((images / "b. Testing Set").iterdir())
     run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),
         ckpt_dir=str(models), dataset_dir=str(photos[0].parent), output_dir=str(out), progress=False)  # fmt: skip
-    assert (out / "summary.csv").is_file() and len(list(out.glob("**/*_EX_prob.png"))) == len(photos)
+    assert len(list(out.glob("**/*_EX_prob.png"))) == len(photos)
+    import csv
+
+    with open(out / "summary.csv", newline="") as f:
+        used = {float(row["threshold"]) for row in csv.DictReader(f)}
+    assert len(used) == 1 and used.pop() == pytest.approx(threshold["thresholds"]["EX"])  # chosen on calibrated maps
+    manifest = json.dumps(json.loads((out / "manifest.json").read_text()))
+    assert "CalibratedSigmoidd" in manifest and str(knots["logits"][0])[:8] in manifest  # its knots made the maps
