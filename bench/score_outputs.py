@@ -34,11 +34,13 @@ from monai_exudate.metrics.pixel import (
 SIZE_BINS = (0, 100, float("inf"))
 
 
-def score_folder(outputs: Path, items: list[dict], lesions: list[str], threshold: float) -> dict[str, dict]:
-    """Per-lesion scores of the PNG maps in ``outputs`` against the masks of ``items``."""
+def score_folder(outputs: Path, items: list[dict], lesions: list[str], thresholds: list[float]) -> dict[str, dict]:
+    """Per-lesion scores of the PNG maps in ``outputs`` against the masks of ``items`` (each lesion's masks at its
+    own threshold); every photograph and mask is read once."""
     load = LoadFundusd(lesions=lesions)
     hist = np.zeros((len(lesions), 2, 256), dtype=np.int64)
-    small = LesionMetricsReport(lesions, sigmas=(0.5,), size_bins=SIZE_BINS, threshold=threshold, flat=False)
+    small = [LesionMetricsReport([lesion], sigmas=(0.5,), size_bins=SIZE_BINS, threshold=t, flat=False)
+             for lesion, t in zip(lesions, thresholds)]  # fmt: skip
     for item in items:
         stem = Path(item["image"]).stem
         label = torch.as_tensor(load(dict(item))["label"]).transpose(1, 2).numpy() > 0  # (C, H, W)
@@ -54,19 +56,21 @@ def score_folder(outputs: Path, items: list[dict], lesions: list[str], threshold
             hist[c, 1] += np.bincount(q[~label[c]], minlength=256)
             levels.append(q)
         probs = torch.from_numpy(np.stack(levels)).float().div(255.0)[None]
-        small.update((probs, torch.from_numpy(label).float()[None]))
-    regions = small.compute()["lesions"]
+        truth = torch.from_numpy(label).float()[None]
+        for c, report in enumerate(small):
+            report.update((probs[:, c : c + 1], truth[:, c : c + 1]))
+    regions = {lesion: report.compute()["lesions"][lesion] for lesion, report in zip(lesions, small)}
     out = {}
     for c, lesion in enumerate(lesions):
         pos, neg = hist[c]
         half = pixel_scores(*counts_at_threshold(pos, neg, 0.5))
-        at = pixel_scores(*counts_at_threshold(pos, neg, threshold))
+        at = pixel_scores(*counts_at_threshold(pos, neg, thresholds[c]))
         out[lesion] = {
             "aupr": aupr_from_histograms(pos, neg),
             "ap": average_precision_from_histograms(pos, neg),
             "iou": half["iou"],
             "f": half["f"],
-            "threshold": threshold,
+            "threshold": thresholds[c],
             "iou_at_threshold": at["iou"],
             "f_at_threshold": at["f"],
             "recall_lt100": regions[lesion]["size_recall"]["0-100"]["recall"],
@@ -89,12 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     lesions = args.lesions or list(settings.get("lesion_names") or settings.get("lesions") or ["EX"])
     threshold = settings.get("threshold", 0.5)
     items = checked_sections(args.datalist, [args.section], args.dataset_dir, lesions)[args.section]
-    if isinstance(threshold, list):  # one threshold per lesion
-        scores = {}
-        for lesion, value in zip(lesions, threshold):
-            scores.update(score_folder(args.outputs, items, [lesion], float(value)))
-    else:
-        scores = score_folder(args.outputs, items, lesions, float(threshold))
+    thresholds = [float(t) for t in threshold] if isinstance(threshold, list) else [float(threshold)] * len(lesions)
+    scores = score_folder(args.outputs, items, lesions, thresholds)
     print(f"{len(items)} photographs of {args.section}, maps from {args.outputs}")
     print("lesion  AUPR   AP     IoU@0.5 F@0.5  thr    IoU@t  F@t    recall<100px")
     for lesion, s in scores.items():
