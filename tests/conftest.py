@@ -1,4 +1,4 @@
-"""Shared fixtures: the real IDRiD sample beside the repository (skipped when absent) and torch settings."""
+"""Shared fixtures: the real IDRiD sample beside the repository (required: CI always has it) and torch settings."""
 
 from __future__ import annotations
 
@@ -18,9 +18,14 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def idrid_sample() -> Path:
-    """Root of the 8-image IDRiD sample (official layout); skips the test when it is not available."""
+    """Root of the 8-image IDRiD sample (official layout); the test fails when it is missing, so a checkout without
+    ``../shared`` cannot pass by skipping every test on real photographs."""
     if not (IDRID_SAMPLE / "A. Segmentation").is_dir():
-        pytest.skip(f"IDRiD sample not found at {IDRID_SAMPLE}")
+        pytest.fail(
+            f"IDRiD sample not found at {IDRID_SAMPLE}: the tests need ../shared/data/idrid_sample beside the "
+            "repository (or IDRID_SAMPLE_DIR pointing to an IDRiD folder with 'A. Segmentation')",
+            pytrace=False,
+        )
     return IDRID_SAMPLE
 
 

@@ -10,6 +10,9 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
+from monai_exudate.inference import FundusInferenceRunner
+from monai_exudate.inference.dataset import InferenceDataset
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
     "exudate_dsm": {"net_width": 8, "spatial_size": [96, 64], "synthetic_num": 4, "synthetic_size": [160, 112]},
@@ -66,5 +69,19 @@ def test_infer_workflow_has_every_property_the_zoo_checks(bundle, tmp_path):
     workflow = _workflow(bundle, "inference.json", "infer", overrides)
     workflow.initialize()
     assert workflow.check_properties() == []
-    # the documented equivalents: the photographs as a dataset, the streaming runner as the evaluator
-    assert len(workflow.dataset) == 1 and hasattr(workflow.evaluator, "run")
+    # the documented equivalents: the photographs as a dataset, the streaming runner as the evaluator, wired to the
+    # workflow's own network, preprocessing and lesions
+    runner = workflow.evaluator
+    assert isinstance(workflow.dataset, InferenceDataset) and len(workflow.dataset) == 1
+    assert isinstance(runner, FundusInferenceRunner)
+    assert runner is workflow.parser.get_parsed_content("runner")
+    assert runner.network is workflow.parser.get_parsed_content("network")
+    assert runner.preprocessing is workflow.dataset.preprocessing
+    lesions = list(workflow.parser.get_parsed_content("lesions"))
+    assert list(runner.lesion_names) == lesions and runner.output_dir == tmp_path / "out"
+    # and it segments the photograph: one probability map and one mask per lesion, a summary row per lesion
+    workflow.run()
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {f"a_{lesion}_{kind}.png" for lesion in lesions for kind in ("prob", "mask")} <= written
+    rows = (tmp_path / "out" / "summary.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(lesions)

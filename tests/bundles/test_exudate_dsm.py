@@ -160,7 +160,8 @@ def test_inference_refuses_a_setting_that_contradicts_the_model_package(trained,
 
 def test_verify_metadata_and_network_shapes():
     if not SCHEMA.is_file():
-        pytest.skip(f"bundle schema not found at {SCHEMA}")
+        pytest.fail(f"bundle schema not found at {SCHEMA}: the tests need ../shared/schema beside the repository",
+                    pytrace=False)
     verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
     verify_net_in_out(
         net_id="network_def",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import socket
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.data import DistributedSampler
+
+from monai_exudate.data.batch_sampler import FullBatchSampler
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
@@ -23,20 +25,74 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_branch_samplers_shard_and_shuffle_independently():
-    """Each rank gets its own shard, and the two branches' loaders of one rank are shuffled differently."""
-    config = json.loads((CONFIGS / "multi_gpu_train.json").read_text())
-    assert config["train#small_branch_sampler"]["seed"] != config["train#sampler"]["seed"]
-    data = list(range(40))
-    shards = []
-    for rank in (0, 1):
-        large = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=0)
-        small = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=1)
-        large.set_epoch(3)
-        small.set_epoch(3)
-        assert list(large) != list(small)
-        shards.append(set(large))
-    assert not shards[0] & shards[1] and len(shards[0] | shards[1]) == 40
+SAMPLER_SET_SIZES = (12, 7)  # full batches on both ranks; one image padded and a batch topped up
+
+
+def _sampler_orders(rank: int, world: int, init_file: str, out_dir: str, batch: int) -> None:
+    """One gloo process: the two training samplers of ``multi_gpu_train.json``, built as the bundle builds them (no
+    ``num_replicas``/``rank``: the process group supplies them), and their orders for epochs 0-2 written as JSON."""
+    import torch.distributed as dist
+    from monai.bundle import ConfigParser
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        config = json.loads((CONFIGS / "multi_gpu_train.json").read_text())
+        orders = {}
+        for size in SAMPLER_SET_SIZES:
+            parser = ConfigParser({"seed": 0, "batch_size": batch, "data": list(range(size))})
+            for key in ("train#sampler", "train#small_branch_sampler"):
+                parser[key.split("#")[1]] = {**config[key], "dataset": "@data"}
+            orders[size] = {}
+            for name in ("sampler", "small_branch_sampler"):
+                sampler = parser.get_parsed_content(name)
+                found = orders[size][name] = {"type": type(sampler).__name__, "replicas": sampler.num_replicas}
+                found["epochs"] = []
+                for epoch in range(3):
+                    sampler.set_epoch(epoch)
+                    found["epochs"].append(list(sampler))
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(orders))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_rank_orders(tmp_path_factory) -> dict[int, list[dict]]:
+    """Each set size's sampler orders on rank 0 and rank 1 of one 2-process gloo group (batch 2)."""
+    import torch.multiprocessing as mp
+
+    folder = tmp_path_factory.mktemp("ranks")
+    mp.spawn(_sampler_orders, args=(2, str(folder / "init"), str(folder), 2), nprocs=2, join=True)
+    ranks = [json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return {size: [r[str(size)] for r in ranks] for size in SAMPLER_SET_SIZES}
+
+
+@pytest.mark.parametrize("size", SAMPLER_SET_SIZES)
+def test_branch_samplers_split_every_epoch_over_two_gloo_ranks(size, two_rank_orders):
+    """The bundle's training samplers under a real 2-rank process group: each epoch every image is seen by the ranks
+    (exactly once when the set divides into full batches on both), both ranks run the same number of full batches,
+    the order follows (seed, epoch) only, and the two branches' loaders of one rank are shuffled differently."""
+    batch = 2
+    ranks = two_rank_orders[size]
+    per_rank = math.ceil(math.ceil(size / 2) / batch) * batch
+    for name in ("sampler", "small_branch_sampler"):
+        assert [r[name]["type"] for r in ranks] == ["FullBatchSampler"] * 2
+        assert [r[name]["replicas"] for r in ranks] == [2, 2]  # taken from the process group
+        for epoch in range(3):
+            shards = [r[name]["epochs"][epoch] for r in ranks]
+            assert len(shards[0]) == len(shards[1]) == per_rank
+            if size % (2 * batch) == 0:
+                assert sorted(shards[0] + shards[1]) == list(range(size))
+            else:
+                assert set(shards[0]) | set(shards[1]) == set(range(size))
+        assert ranks[0][name]["epochs"][1] != ranks[0][name]["epochs"][2]
+    for rank, orders in enumerate(ranks):
+        assert orders["sampler"]["epochs"] != orders["small_branch_sampler"]["epochs"]
+        # the same seed and rank outside a process group give the same order: nothing but (seed, epoch) decides it
+        for name, seed in (("sampler", 0), ("small_branch_sampler", 1)):
+            alone = FullBatchSampler(list(range(size)), batch_size=batch, seed=seed, num_replicas=2, rank=rank)
+            for epoch in range(3):
+                alone.set_epoch(epoch)
+                assert list(alone) == orders[name]["epochs"][epoch]
 
 
 TINY = {
