@@ -66,9 +66,8 @@ class ModelPackageWriter:
         resume: whether the run continues the folder's training (the bundles' ``resume``). Then a package already
             there whose ``settings`` differ from this run's, beside weights (``*.pt``), stops the run before anything
             is written: those weights are another network's, which this run would load or replace, and rewriting the
-            package would leave it describing a network it does not hold (seen when the README's CPU-profile
-            training followed its default training in the same bundle: the package said U-Net, ``model.pt`` held
-            the PSPNet).
+            package would leave it describing a network it does not hold (a CPU-profile U-Net trained into a folder
+            holding the default PSPNet, say).
         name: what users call the model (shown in inference's overlay legend and ``summary.csv``); None: unnamed,
             the dataset folder names it.
     """
