@@ -1,8 +1,8 @@
 """Throughput of the IDRiD input pipeline (decode + preprocess), uncached vs cached, and of the synthetic generator.
 
-Pipeline, as in the exudate_dsm bundle: ``LoadFundusd`` (JPEG image + EX mask) -> ``FieldOfViewCropd`` ->
-``Resized`` to the training size (area for the image, nearest for the mask) -> ``EnsureTyped`` (float32) ->
-``NormalizeIntensityd`` (ImageNet statistics, channel-wise). Rows:
+Pipeline, the exudate_dsm bundle's own: ``monai_exudate.data.preprocessing.fundus_load_transforms`` (``LoadFundusd``:
+JPEG image + EX mask -> ``FieldOfViewCropd`` -> ``SmoothInverseResized`` to the training size, area for the image,
+nearest for the mask -> ``CastToTyped`` float32) -> ``NormalizeIntensityd`` (ImageNet statistics, channel-wise). Rows:
   uncached   a MONAI ``Dataset``, one pass over the images (every item decoded and preprocessed);
   cache fill building the ``CacheDataset`` (the same work, done once);
   cached     later epochs over the ``CacheDataset`` (median epoch of ``--epochs - 1``);
@@ -25,8 +25,6 @@ from pathlib import Path
 DEFAULT_ROOT = Path(
     os.environ.get("IDRID_SAMPLE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_sample")
 )
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 KEYS = ("image", "label")
 
 
@@ -74,18 +72,13 @@ def load_items(root: Path) -> list[dict]:
 
 def pipelines(size: tuple[int, int]):
     """(deterministic part, per-epoch training part, full deterministic pipeline)."""
-    import torch
-    from monai.transforms import Compose, EnsureTyped, NormalizeIntensityd, Resized
+    from monai.transforms import Compose, NormalizeIntensityd
 
-    from monai_exudate.data.transforms import FieldOfViewCropd, LoadFundusd, RandFlipRotate90d
+    from monai_exudate.data.preprocessing import fundus_load_transforms
+    from monai_exudate.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RandFlipRotate90d
 
     # MONAI's PIL reader orders space as (width, height), so the spatial size is given as (width, height)
-    load = [
-        LoadFundusd(lesions=("EX",)),
-        FieldOfViewCropd(keys=KEYS),
-        Resized(keys=KEYS, spatial_size=size, mode=("area", "nearest")),
-        EnsureTyped(keys=KEYS, dtype=torch.float32),
-    ]
+    load = fundus_load_transforms(("EX",), size, labels="resize", resize_filter="area")
     normalize = NormalizeIntensityd(keys="image", subtrahend=IMAGENET_MEAN, divisor=IMAGENET_STD, channel_wise=True)
     augment = RandFlipRotate90d(keys=KEYS, prob=1.0)
     return Compose(load), Compose([augment, normalize]), Compose([*load, normalize])

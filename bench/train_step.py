@@ -37,8 +37,6 @@ import time
 
 SECTIONS = ("step", "loss", "trainer")
 VARIANTS = ("single", "dual")
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 EXUDATE_FRACTION = 1 / 111  # IDRiD: about 110 background pixels per exudate pixel
 STATS_LOGGER = "train_step.stats"
 
@@ -305,6 +303,7 @@ def synthetic_items(num: int, args: argparse.Namespace) -> list[dict]:
     import numpy as np
 
     from monai_exudate.data.synthetic import generate_fundus
+    from monai_exudate.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
