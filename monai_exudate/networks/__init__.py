@@ -1,4 +1,4 @@
-"""Segmentation networks: dilated ResNet/VGG16 backbones, PSPNet, DeepLabv3, HED and their dual-branch versions."""
+"""Segmentation networks with one output contract: PSPNet, DeepLabv3, HED, U-Net, HRDecoder and dual-branch."""
 
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
 from monai_exudate.networks.dual_branch import DualBranchNet, HEDBranch, ResNetBranch
