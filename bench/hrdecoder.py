@@ -83,7 +83,7 @@ def run_worker(variant: str, mode: str, args: argparse.Namespace) -> dict[str, f
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
-            loss = loss_fn(net(x), label)
+            loss = loss_fn(net.forward_with_aux(x), label)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

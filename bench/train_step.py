@@ -140,7 +140,9 @@ def build_variant(variant: str, args: argparse.Namespace):
     def step(x_l, y_l, x_s, y_s):
         optimizer.zero_grad(set_to_none=True)
         with autocast(args):
-            loss = loss_fn(net(x_l, x_s), y_l, y_s) if dual else loss_fn(net(x_l), y_l)
+            loss = (
+                loss_fn(net.forward_with_aux(x_l, x_s), y_l, y_s) if dual else loss_fn(net.forward_with_aux(x_l), y_l)
+            )
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -2,6 +2,7 @@
 
 from monai_exudate.engines import utils
 from monai_exudate.engines.alpha_schedule import AlphaScheduleHandler
+from monai_exudate.engines.aux_outputs import ForwardWithAuxInferer, forward_with_aux
 from monai_exudate.engines.checkpoint import AtomicCheckpointSaver
 from monai_exudate.engines.dual_branch_trainer import DualBranchPrepareBatch, DualBranchTrainer
 from monai_exudate.engines.finite import NonFiniteWeightsError
@@ -27,6 +28,7 @@ __all__ = [
     "DualBranchPrepareBatch",
     "DualBranchTrainer",
     "FiniteCheckpointLoader",
+    "ForwardWithAuxInferer",
     "MLflowModelHandler",
     "MetricsReportWriter",
     "ModelPackageWriter",
@@ -45,5 +47,6 @@ __all__ = [
     "recorded_map_setting",
     "utils",
     "draw_pr_curve",
+    "forward_with_aux",
     "overlay_errors",
 ]

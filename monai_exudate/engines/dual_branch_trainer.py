@@ -9,8 +9,11 @@ import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import default_prepare_batch
+from monai.inferers import Inferer
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
+
+from monai_exudate.engines.aux_outputs import ForwardWithAuxInferer
 
 
 class DualBranchPrepareBatch:
@@ -18,7 +21,8 @@ class DualBranchPrepareBatch:
     for the small branch.
 
     Returns ``(x_large, (y_large, y_small), (x_small,), {})``, the four-item form MONAI's ``SupervisedTrainer``
-    understands: the network is called as ``network(x_large, x_small)`` and the loss as ``loss(pred, targets)``.
+    understands: its inferer gets ``x_small`` after ``x_large`` (:class:`~monai_exudate.engines.ForwardWithAuxInferer`
+    calls ``network.forward_with_aux(x_large, x_small)``) and the loss is called as ``loss(pred, targets)``.
     """
 
     def __init__(self, small_branch_loader: Iterable, prepare_batch: Callable = default_prepare_batch) -> None:
@@ -66,7 +70,9 @@ class DualBranchTrainer(SupervisedTrainer):
     Each iteration takes a batch from ``train_data_loader`` for the large-exudate branch and one from
     ``small_branch_loader`` (a second, independently shuffled loader over the same training set) for the
     small-exudate branch. ``loss_function`` is then called as ``loss(pred, y_large, y_small)``. With
-    ``small_branch_loader=None`` it behaves exactly like ``SupervisedTrainer`` (the single-branch baselines).
+    ``small_branch_loader=None`` it behaves like ``SupervisedTrainer`` (the single-branch baselines).
+    ``inferer`` defaults to :class:`~monai_exudate.engines.ForwardWithAuxInferer`: the losses take the network's
+    logits with its auxiliary outputs (``forward_with_aux``), not the logits alone that ``forward`` returns.
     Every other argument is ``SupervisedTrainer``'s (AMP, handlers, metrics, ...).
     """
 
@@ -80,6 +86,7 @@ class DualBranchTrainer(SupervisedTrainer):
         loss_function: Callable,
         small_branch_loader: Iterable | DataLoader | None = None,
         prepare_batch: Callable = default_prepare_batch,
+        inferer: Inferer | None = None,
         **kwargs: Any,
     ) -> None:
         self.dual = small_branch_loader is not None
@@ -94,6 +101,7 @@ class DualBranchTrainer(SupervisedTrainer):
             optimizer=optimizer,
             loss_function=loss_function,
             prepare_batch=prepare_batch,
+            inferer=ForwardWithAuxInferer() if inferer is None else inferer,
             **kwargs,
         )
         if self.dual:

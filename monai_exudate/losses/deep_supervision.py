@@ -1,4 +1,4 @@
-"""Losses over a network's training outputs: main output, auxiliary classifier and deeply supervised side outputs."""
+"""Losses over a network's ``forward_with_aux`` outputs: logits, auxiliary classifier and deeply supervised sides."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ __all__ = ["DualBranchLoss", "DualHEDLoss", "SingleBranchLoss", "split_outputs"]
 _INTERP_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-def split_outputs(outputs: torch.Tensor | Mapping) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-    """``(out, aux or None, side list)`` from ``{"out": T, "aux": T, "side": [T, ...]}`` or a plain tensor."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs, None, []
+def split_outputs(outputs: Mapping) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    """``(out, aux or None, side list)`` from a network's ``forward_with_aux`` dict, ``{"out": T, "aux": T (optional),
+    "side": [T, ...] (optional)}`` (:class:`~monai_exudate.networks.SegmentationModel`)."""
     if not isinstance(outputs, Mapping) or "out" not in outputs:
-        raise ValueError(f"outputs must be a tensor or a mapping with an 'out' entry, got {type(outputs).__name__}.")
+        raise ValueError(
+            f"outputs must be a network's forward_with_aux dict with an 'out' entry, got {type(outputs).__name__} "
+            "(a trainer passes it with monai_exudate.engines.ForwardWithAuxInferer; forward gives the logits alone)"
+        )
     side = outputs.get("side")
     if side is None:
         side = []
@@ -57,7 +59,8 @@ class _WeightedSupervision(nn.Module):
 class SingleBranchLoss(_WeightedSupervision):
     """``loss(out) + aux_weight * loss(aux) + side_weight * sum(loss(side_k))`` against one target.
 
-    Outputs missing from the network's dict are skipped; outputs smaller than the target are upsampled bilinearly.
+    ``outputs`` is the network's ``forward_with_aux`` dict; auxiliary outputs it lacks are skipped, and outputs
+    smaller than the target are upsampled bilinearly.
 
     Args:
         loss: a loss ``loss(logits, target)`` (e.g. MONAI ``DiceLoss(sigmoid=True)`` or ``ClassBalancedBCELoss``).
@@ -66,8 +69,8 @@ class SingleBranchLoss(_WeightedSupervision):
         scale: factor on the whole sum.
     """
 
-    def forward(self, outputs: torch.Tensor | Mapping, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of the network's training ``outputs`` against ``target``."""
+    def forward(self, outputs: Mapping, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of the network's ``forward_with_aux`` ``outputs`` against ``target``."""
         out, aux, side = split_outputs(outputs)
         total = self.loss(_match_size(out, target), target)
         if aux is not None:
@@ -80,8 +83,8 @@ class SingleBranchLoss(_WeightedSupervision):
 class DualBranchLoss(_WeightedSupervision):
     """DSM loss applied to every matching output pair of the large and small branches of a dual network.
 
-    ``outputs`` is ``{"large": branch, "small": branch}``, each branch a tensor or
-    ``{"out": T, "aux": T (optional), "side": [T, ...] (optional)}``; both branches must carry the same entries.
+    ``outputs`` is the dual network's ``forward_with_aux`` dict, ``{"large": branch, "small": branch}``, each
+    branch ``{"out": T, "aux": T (optional), "side": [T, ...] (optional)}``; both must carry the same entries.
     Returns ``loss(out_L, y_L, out_S, y_S) + aux term + side_weight * sum_k loss(side_L[k], y_L, side_S[k], y_S)``.
 
     The auxiliary term follows ``aux_loss``: given (the authors' rule), ``aux_weight * (aux_loss(aux_L, y_L) +
@@ -125,7 +128,7 @@ class DualBranchLoss(_WeightedSupervision):
         return self.aux_weight * (plain_large + self.aux_loss(_match_size(small, target_small), target_small))
 
     def forward(self, outputs: Mapping, target_large: torch.Tensor, target_small: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of the dual network's training ``outputs`` against the two branches' targets."""
+        """Scalar loss of the dual network's ``forward_with_aux`` ``outputs`` against the two branches' targets."""
         if not isinstance(outputs, Mapping) or "large" not in outputs or "small" not in outputs:
             raise ValueError("outputs must be a mapping with 'large' and 'small' entries.")
         out_l, aux_l, side_l = split_outputs(outputs["large"])
@@ -175,7 +178,7 @@ class DualHEDLoss(nn.Module):
         return [side[3], side[4], out]
 
     def forward(self, outputs: Mapping, target_large: torch.Tensor, target_small: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of the dual HED's training ``outputs`` against the two branches' targets."""
+        """Scalar loss of the dual HED's ``forward_with_aux`` ``outputs`` against the two branches' targets."""
         if not isinstance(outputs, Mapping) or "large" not in outputs or "small" not in outputs:
             raise ValueError("outputs must be a mapping with 'large' and 'small' entries.")
         large, small = self._supervised(outputs["large"]), self._supervised(outputs["small"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
@@ -41,7 +43,7 @@ class HRDecoderLoss(nn.Module):
     """``L = Dice(fused, label) + hr_weight * Dice(hr crops, label crops)``.
 
     Dice is MONAI's squared sigmoid Dice ``1 - (2 sum(p y) + s) / (sum(p^2) + sum(y^2) + s)`` computed per image
-    and class, then averaged. ``forward`` takes the training output dict of
+    and class, then averaged. ``forward`` takes the ``forward_with_aux`` dict of
     :class:`~monai_exudate.networks.hrdecoder.HRDecoder` and a multi-label target ``[B, C, H, W]``; outputs
     without ``hr`` (the LR-only network) give the fused term alone. ``present`` ``[B, C]`` (optional) marks which
     masks exist: absent (image, class) pairs are left out of the average, in both terms. An empty mask of a present
@@ -67,8 +69,13 @@ class HRDecoderLoss(nn.Module):
         return (per * weight).sum() / weight.sum().clamp_min(1.0)
 
     def forward(
-        self, outputs: dict[str, torch.Tensor], label: torch.Tensor, present: torch.Tensor | None = None
+        self, outputs: Mapping[str, torch.Tensor], label: torch.Tensor, present: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if not isinstance(outputs, Mapping) or "fused" not in outputs:
+            raise ValueError(
+                f"outputs must be HRDecoder's forward_with_aux dict with a 'fused' entry, got {type(outputs).__name__} "
+                "(a trainer passes it with monai_exudate.engines.ForwardWithAuxInferer; forward gives the logits alone)"
+            )
         fused = outputs["fused"]
         if fused.shape != label.shape:
             raise ValueError(f"label shape {tuple(label.shape)} differs from the fused logits {tuple(fused.shape)}.")

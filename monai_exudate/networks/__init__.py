@@ -1,7 +1,8 @@
-"""Segmentation networks: dilated ResNet/VGG16 backbones, PSPNet, DeepLabv3, HED and their dual-branch versions."""
+"""Segmentation networks with one output contract: PSPNet, DeepLabv3, HED, U-Net, HRDecoder and dual-branch."""
 
 from monai_exudate.networks.deeplabv3 import ASPPHead, DeepLabV3
-from monai_exudate.networks.dual_branch import ARCHITECTURES, DualBranchNet, build_exudate_network
+from monai_exudate.networks.dual_branch import DualBranchNet, HEDBranch, ResNetBranch
+from monai_exudate.networks.factory import ARCHITECTURES, build_exudate_network
 from monai_exudate.networks.fusion import BRANCH_FUSIONS, check_fusion, fuse_branch_logits, split_branches
 from monai_exudate.networks.hed import HED, HEDHead, hed_parameter_groups
 from monai_exudate.networks.hrdecoder import FCNHead, HRDecoder, build_hrdecoder, window_boxes
@@ -9,7 +10,8 @@ from monai_exudate.networks.hrnet import HRNetV2, load_hrnet_checkpoint
 from monai_exudate.networks.pretrained import init_head_weights, load_pretrained_backbone
 from monai_exudate.networks.pspnet import AuxHead, PSPHead, PSPNet
 from monai_exudate.networks.resnet import Bottleneck, DilatedResNet
-from monai_exudate.networks.unet import DualUNet, UNet
+from monai_exudate.networks.segmentation_model import LOGITS, SegmentationModel
+from monai_exudate.networks.unet import UNet, UNetBranch, UNetEncoder
 from monai_exudate.networks.vgg import VGG16Backbone
 
 __all__ = [
@@ -21,15 +23,20 @@ __all__ = [
     "DeepLabV3",
     "DilatedResNet",
     "DualBranchNet",
-    "DualUNet",
     "FCNHead",
     "HED",
+    "HEDBranch",
     "HEDHead",
     "HRDecoder",
     "HRNetV2",
+    "LOGITS",
     "PSPHead",
     "PSPNet",
+    "ResNetBranch",
+    "SegmentationModel",
     "UNet",
+    "UNetBranch",
+    "UNetEncoder",
     "VGG16Backbone",
     "build_exudate_network",
     "build_hrdecoder",

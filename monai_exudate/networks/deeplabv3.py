@@ -12,6 +12,7 @@ from monai_exudate.networks.blocks import conv_bn_relu, pooled_projection
 from monai_exudate.networks.pretrained import init_head_weights
 from monai_exudate.networks.pspnet import check_batch_for_pooling
 from monai_exudate.networks.resnet import DilatedResNet
+from monai_exudate.networks.segmentation_model import SegmentationModel, resize_logits
 
 __all__ = ["ASPPHead", "DeepLabV3"]
 
@@ -57,11 +58,11 @@ class ASPPHead(nn.Module):
         return self.classifier(self.bottleneck(self.project(y)))
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(SegmentationModel):
     """DeepLabv3 on a dilated ResNet (output stride 8).
 
-    Training mode: ``forward(x)`` returns logits at the input size, ``{"out": [B,C,H,W]}``.
-    Eval mode: returns the logits ``out`` as a ``[B,C,H,W]`` tensor.
+    ``forward(x)`` returns the logits ``[B,C,H,W]`` at the input size; ``forward_with_aux(x)`` returns
+    ``{"out": [B,C,H,W]}`` (no auxiliary head; :class:`SegmentationModel`).
 
     Args:
         in_channels: image channels.
@@ -89,9 +90,8 @@ class DeepLabV3(nn.Module):
         self.backbone = DilatedResNet(in_channels, layers, base_width, pretrained_path)
         self.head = ASPPHead(self.backbone.out_channels[3], out_channels, atrous_rates, dropout, pooling_norm)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
-        logits = self.head(self.backbone(x)[3])
-        out = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return {"out": out} if self.training else out
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone(x)
+
+    def decode(self, features: list[torch.Tensor], size: Sequence[int], with_aux: bool) -> dict[str, torch.Tensor]:
+        return {"out": resize_logits(self.head(features[3]), size)}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from monai_exudate.networks.pretrained import init_head_weights
+from monai_exudate.networks.segmentation_model import SegmentationModel
 from monai_exudate.networks.vgg import VGG16_STAGE_ENDS, VGG16Backbone
 
 __all__ = ["HEDHead", "HED", "HED_LR_MULTIPLIERS", "hed_parameter_groups"]
@@ -50,11 +52,11 @@ class HEDHead(nn.Module):
         return self.fuse(torch.cat(sides, dim=1)), sides
 
 
-class HED(nn.Module):
+class HED(SegmentationModel):
     """HED on the five VGG16 stages.
 
-    Training mode: ``forward(x)`` returns logits at the input size, ``{"out": fused [B,C,H,W], "side": [5 x
-    [B,C,H,W]]}``. Eval mode: returns the fused logits ``out`` as a ``[B,C,H,W]`` tensor.
+    ``forward(x)`` returns the fused logits ``[B,C,H,W]`` at the input size; ``forward_with_aux(x)`` returns
+    ``{"out": fused [B,C,H,W], "side": [5 x [B,C,H,W]]}`` (:class:`SegmentationModel`).
 
     Args:
         in_channels: image channels.
@@ -70,11 +72,12 @@ class HED(nn.Module):
         self.backbone = VGG16Backbone(in_channels, width, pretrained_path)
         self.head = HEDHead(self.backbone.out_channels, out_channels)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]] | torch.Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
-        out, sides = self.head(self.backbone(x), x.shape[-2:])
-        return {"out": out, "side": sides} if self.training else out
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone(x)
+
+    def decode(self, features: list[torch.Tensor], size: Sequence[int], with_aux: bool) -> dict[str, Any]:
+        out, sides = self.head(features, size)
+        return {"out": out, "side": sides} if with_aux else {"out": out}
 
 
 # the authors' per-layer learning-rate multipliers of HED, (weights, biases); biases take no weight decay

@@ -23,12 +23,14 @@ maps to whole feature cells (with the published ``downscale=2`` this is why boxe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from monai_exudate.networks.hrnet import HRNetV2
+from monai_exudate.networks.segmentation_model import SegmentationModel
 
 __all__ = ["FCNHead", "HRDecoder", "build_hrdecoder", "window_boxes"]
 
@@ -86,7 +88,7 @@ def window_boxes(height: int, width: int, window: int) -> list[tuple[int, int, i
     return [(y, x, y + hy, x + hx) for y in ys for x in xs]
 
 
-class HRDecoder(nn.Module):
+class HRDecoder(SegmentationModel):
     """Segmentation network with the HRDecoder fusion and HR crop learning around a backbone and an FCN head.
 
     Args:
@@ -104,15 +106,18 @@ class HRDecoder(nn.Module):
         lr_only: skip fusion and HR crops (the low-resolution baseline).
         generator: random generator for the crop boxes; the global generator when omitted.
 
-    Training mode returns a dict: ``fused`` and ``lr`` logits ``[B, C, H, W]``, and unless ``lr_only`` or
-    ``num_crops == 0``, ``hr`` logits ``[M * B, C, hr_scale / 4, hr_scale / 4]`` (index ``m * B + b`` is box ``m``
-    of image ``b``) with ``hr_boxes`` ``[M, 4]`` as ``(y0, x0, y1, x1)`` in input pixels. Eval mode returns the
-    ``fused`` logits ``[B, C, H, W]`` (``lr`` when ``lr_only``); the per-lesion sigmoid is a post-processing step.
+    ``forward(x)`` returns the ``fused`` logits ``[B, C, H, W]`` (``lr`` when ``lr_only``), in either mode; the
+    per-lesion sigmoid is a post-processing step. ``forward_with_aux(x)`` (:class:`SegmentationModel`) returns a
+    dict: ``fused`` and ``lr`` logits ``[B, C, H, W]``, and unless ``lr_only`` or ``num_crops == 0``, ``hr`` logits
+    ``[M * B, C, hr_scale / 4, hr_scale / 4]`` (index ``m * B + b`` is box ``m`` of image ``b``, boxes drawn anew
+    at each call) with ``hr_boxes`` ``[M, 4]`` as ``(y0, x0, y1, x1)`` in input pixels.
 
     Sliding-window inference over a larger image (the authors tile 1920 windows with stride 960) equals
     whole-image inference only when the image is one window: otherwise each window has its own down-scaling,
     backbone context, zero padding at its borders and fusion tiling, and the overlaps are averaged.
     """
+
+    logits_key = "fused"
 
     def __init__(
         self,
@@ -218,21 +223,25 @@ class HRDecoder(nn.Module):
         crops = self._crop_features(feats, boxes.tolist())
         return self.head(self._resize(crops, (self.hr_scale // 4, self.hr_scale // 4)))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
-        height, width = x.shape[-2], x.shape[-1]
-        feats, lr_logits = self.encode(x)
-        lr = self._resize(lr_logits, (height, width))
+    def decode(
+        self, features: tuple[torch.Tensor, torch.Tensor], size: Sequence[int], with_aux: bool
+    ) -> dict[str, Any]:
+        """Fused logits at ``size`` from :meth:`encode`'s features and LR logits; with ``with_aux`` also the LR
+        logits at ``size`` and, unless ``lr_only`` or ``num_crops == 0``, the HR crops of fresh random boxes."""
+        feats, lr_logits = features
+        height, width = int(size[0]), int(size[1])
         if self.lr_only:
-            return {"fused": lr, "lr": lr} if self.training else lr
+            lr = self._resize(lr_logits, (height, width))
+            return {"fused": lr, "lr": lr} if with_aux else {"fused": lr}
         fused = self._resize(self.fuse(feats, lr_logits, height, width), (height, width))
-        if not self.training:
-            return fused
-        out = {"fused": fused, "lr": lr}
+        if not with_aux:
+            return {"fused": fused}
+        outputs = {"fused": fused, "lr": self._resize(lr_logits, (height, width))}
         if self.num_crops > 0:
             boxes = self.sample_boxes(height, width)
-            out["hr"] = self.decode_boxes(feats, boxes)
-            out["hr_boxes"] = boxes.to(x.device)
-        return out
+            outputs["hr"] = self.decode_boxes(feats, boxes)
+            outputs["hr_boxes"] = boxes.to(feats.device)
+        return outputs
 
 
 def build_hrdecoder(

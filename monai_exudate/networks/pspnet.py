@@ -11,6 +11,7 @@ from torch import nn
 from monai_exudate.networks.blocks import conv_bn_relu, pooled_projection
 from monai_exudate.networks.pretrained import init_head_weights
 from monai_exudate.networks.resnet import DilatedResNet
+from monai_exudate.networks.segmentation_model import SegmentationModel, resize_logits
 
 __all__ = ["PSPHead", "AuxHead", "PSPNet", "check_batch_for_pooling"]
 
@@ -87,11 +88,11 @@ class AuxHead(nn.Module):
         return self.classifier(self.block(x))
 
 
-class PSPNet(nn.Module):
+class PSPNet(SegmentationModel):
     """PSPNet on a dilated ResNet (output stride 8) with an auxiliary classifier on layer3.
 
-    Training mode: ``forward(x)`` returns logits at the input size, ``{"out": [B,C,H,W], "aux": [B,C,H,W]}``.
-    Eval mode: returns the logits ``out`` as a ``[B,C,H,W]`` tensor (the auxiliary head is skipped).
+    ``forward(x)`` returns the logits ``[B,C,H,W]`` at the input size (the auxiliary head is skipped);
+    ``forward_with_aux(x)`` returns ``{"out": [B,C,H,W], "aux": [B,C,H,W]}`` (:class:`SegmentationModel`).
 
     Args:
         in_channels: image channels.
@@ -119,13 +120,11 @@ class PSPNet(nn.Module):
         self.head = PSPHead(channels[3], out_channels, dropout=dropout, pooling_norm=pooling_norm)
         self.aux_head = AuxHead(channels[2], out_channels, dropout=dropout)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
-        size = x.shape[-2:]
-        features = self.backbone(x)
-        out = F.interpolate(self.head(features[3]), size=size, mode="bilinear", align_corners=False)
-        if not self.training:
-            return out
-        aux = F.interpolate(self.aux_head(features[2]), size=size, mode="bilinear", align_corners=False)
-        return {"out": out, "aux": aux}
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone(x)
+
+    def decode(self, features: list[torch.Tensor], size: Sequence[int], with_aux: bool) -> dict[str, torch.Tensor]:
+        outputs = {"out": resize_logits(self.head(features[3]), size)}
+        if with_aux:
+            outputs["aux"] = resize_logits(self.aux_head(features[2]), size)
+        return outputs

@@ -1,22 +1,18 @@
-"""Full-resolution U-Net from MONAI ``BasicUNet`` blocks, single-branch and dual-branch (shared encoder) versions."""
+"""Full-resolution U-Net from MONAI ``BasicUNet`` blocks: its shared encoder part, its branch part and the U-Net."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
-__all__ = [
-    "DualUNet",
-    "UNet",
-    "UNetBranch",
-    "UNetEncoder",
-    "check_image_batch",
-    "unet_features",
-]
+from monai_exudate.networks.segmentation_model import SegmentationModel
+
+__all__ = ["UNet", "UNetBranch", "UNetEncoder", "init_prior_bias", "unet_features"]
 
 _ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 _NORM = ("batch", {"affine": True})
@@ -48,7 +44,12 @@ class UNetEncoder(nn.Module):
 
 
 class UNetBranch(nn.Module):
-    """The last encoder stage (``down_4``), the four up-sampling stages and the 1x1 classifier; returns logits."""
+    """The last encoder stage (``down_4``), the four up-sampling stages and the 1x1 classifier: the part of the U-Net
+    each branch of a dual U-Net has for itself (the paper's partial sharing).
+
+    Called as a branch of :class:`~monai_exudate.networks.dual_branch.DualBranchNet`: ``branch(levels, size,
+    with_aux)`` returns ``{"out": logits}`` at full resolution (a U-Net has no auxiliary output).
+    """
 
     def __init__(
         self, features: Sequence[int], out_channels: int, dropout: float = 0.0, head_prior: float | None = None
@@ -63,12 +64,12 @@ class UNetBranch(nn.Module):
         self.classifier = nn.Conv2d(f[0], out_channels, kernel_size=1)
         init_prior_bias(self.classifier, head_prior)
 
-    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, levels: list[torch.Tensor], size: Sequence[int], with_aux: bool) -> dict[str, torch.Tensor]:
         x0, x1, x2, x3 = levels
         u = self.upcat_4(self.down_4(x3), x3)
         u = self.upcat_3(u, x2)
         u = self.upcat_2(u, x1)
-        return self.classifier(self.upcat_1(u, x0))
+        return {"out": self.classifier(self.upcat_1(u, x0))}
 
 
 def init_prior_bias(classifier: nn.Conv2d, prior: float | None) -> None:
@@ -87,31 +88,11 @@ def init_prior_bias(classifier: nn.Conv2d, prior: float | None) -> None:
     nn.init.constant_(classifier.bias, -math.log((1.0 - float(prior)) / float(prior)))
 
 
-def check_image_batch(name: str, x: torch.Tensor) -> None:
-    """Refuse an input that is not a ``(B, C, H, W)`` batch, naming the argument."""
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}.")
-
-
-def check_dual_inputs(network: str, training: bool, x: torch.Tensor, x_small: torch.Tensor | None) -> None:
-    """The inputs of a dual-branch network: two batches in training mode, one in eval mode."""
-    if not training:
-        if x_small is not None:
-            raise ValueError("x_small is only used in training mode; in eval mode call forward(x).")
-        return
-    if x_small is None:
-        raise ValueError(
-            f"{network} in training mode needs two inputs: forward(x, x_small), x for the large-exudate branch and "
-            "x_small for the small-exudate branch."
-        )
-    check_image_batch("x", x)
-    check_image_batch("x_small", x_small)
-
-
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     """Single-branch U-Net (four 2x down-sampling stages, any input size; odd sizes are padded in the decoder).
 
-    Training mode: ``forward(x)`` returns ``{"out": logits [B, C, H, W]}``. Eval mode: the logits tensor.
+    ``forward(x)`` returns the logits ``[B, C, H, W]``; ``forward_with_aux(x)`` returns ``{"out": logits}`` (no
+    auxiliary output; :class:`SegmentationModel`).
 
     Args:
         in_channels: image channels.
@@ -134,56 +115,8 @@ class UNet(nn.Module):
         self.encoder = UNetEncoder(in_channels, features, dropout)
         self.branch = UNetBranch(features, out_channels, dropout, head_prior)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
-        check_image_batch("x", x)
-        logits = self.branch(self.encoder(x))
-        return {"out": logits} if self.training else logits
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder(x)
 
-
-class DualUNet(nn.Module):
-    """Dual-branch U-Net with the paper's partial sharing: one encoder (stem and three down-sampling stages) shared,
-    the last encoder stage and the whole decoder per branch (``large``, ``small``).
-
-    Training mode: ``forward(x, x_small)`` returns ``{"large": {"out": logits}, "small": {"out": logits}}``; ``x``
-    feeds the large-exudate branch and ``x_small`` the small-exudate branch (sizes may differ). Eval mode:
-    ``forward(x)`` runs the shared encoder once and returns both branches' logits stacked on the channels,
-    ``[B, 2 * C, H, W]`` (large first); fusing them is a post-processing step
-    (:func:`~monai_exudate.networks.fusion.fuse_branch_logits`,
-    :class:`~monai_exudate.inference.postprocessing.FuseBranchLogitsd`).
-
-    Args:
-        in_channels: image channels.
-        out_channels: number of output channels.
-        width: channels of the first level (levels have ``width * (1, 2, 4, 8, 16)``).
-        dropout: dropout probability in every conv block.
-        head_prior: initial foreground probability of both classifiers (:func:`init_prior_bias`); None: default init.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        out_channels: int = 1,
-        width: int = 16,
-        dropout: float = 0.0,
-        head_prior: float | None = None,
-    ) -> None:
-        super().__init__()
-        features = unet_features(width)
-        self.shared = UNetEncoder(in_channels, features, dropout)
-        self.large = UNetBranch(features, out_channels, dropout, head_prior)
-        self.small = UNetBranch(features, out_channels, dropout, head_prior)
-
-    def forward_branches(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        """Both branches' logits on the same input (shared encoder once), in either mode."""
-        check_image_batch("x", x)
-        levels = self.shared(x)
-        return {"large": {"out": self.large(levels)}, "small": {"out": self.small(levels)}}
-
-    def forward(
-        self, x: torch.Tensor, x_small: torch.Tensor | None = None
-    ) -> dict[str, dict[str, torch.Tensor]] | torch.Tensor:
-        check_dual_inputs("DualUNet", self.training, x, x_small)
-        if self.training:
-            return {"large": {"out": self.large(self.shared(x))}, "small": {"out": self.small(self.shared(x_small))}}
-        outputs = self.forward_branches(x)
-        return torch.cat([outputs["large"]["out"], outputs["small"]["out"]], dim=1)
+    def decode(self, features: list[torch.Tensor], size: Sequence[int], with_aux: bool) -> dict[str, Any]:
+        return self.branch(features, size, with_aux)

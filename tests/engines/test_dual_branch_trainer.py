@@ -8,7 +8,7 @@ from monai.engines import SupervisedTrainer
 from torch import nn
 from torch.utils.data import DataLoader
 
-from monai_exudate.engines import DualBranchTrainer
+from monai_exudate.engines import DualBranchTrainer, ForwardWithAuxInferer
 from monai_exudate.losses import SingleBranchLoss
 from monai_exudate.losses.factory import build_exudate_loss
 from monai_exudate.networks import build_exudate_network
@@ -34,16 +34,17 @@ def ids(x: torch.Tensor) -> tuple[int, ...]:
 
 
 class Recorder(nn.Module):
-    """Pass-through wrapper that records the sample ids of every input of each forward call."""
+    """Pass-through wrapper that records the sample ids of every input of each ``forward_with_aux`` call, the one the
+    trainers make."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
         self.calls: list[tuple[tuple[int, ...], ...]] = []
 
-    def forward(self, *inputs: torch.Tensor):
+    def forward_with_aux(self, *inputs: torch.Tensor):
         self.calls.append(tuple(ids(x) for x in inputs))
-        return self.net(*inputs)
+        return self.net.forward_with_aux(*inputs)
 
 
 def loader(items, seed: int, shuffle: bool = True) -> DataLoader:
@@ -81,7 +82,7 @@ def test_each_branch_gets_its_own_loader_batch():
     trainer.run()
 
     assert len(net.calls) == 6  # 3 iterations per epoch, 2 epochs
-    assert all(len(call) == 2 for call in net.calls)  # net(x_large, x_small)
+    assert all(len(call) == 2 for call in net.calls)  # net.forward_with_aux(x_large, x_small)
     assert [call[0] for call in net.calls] == engine_batches  # large branch: the engine's (main loader's) batch
     for epoch in range(2):
         calls = net.calls[3 * epoch : 3 * epoch + 3]
@@ -142,7 +143,7 @@ def test_without_small_loader_matches_supervised_trainer():
         trainer.run()
         return net, trainer
 
-    plain_net, _ = run(SupervisedTrainer)
+    plain_net, _ = run(SupervisedTrainer, inferer=ForwardWithAuxInferer())
     net, trainer = run(DualBranchTrainer, small_branch_loader=None)
 
     assert not trainer.dual

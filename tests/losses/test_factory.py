@@ -58,7 +58,7 @@ def test_single_dice_is_monai_sigmoid_dice():
     target = (torch.rand(2, 1, 16, 16) < 0.2).float()
     loss = build_exudate_loss("dice", dual=False, smooth=1.0)
     expected = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0)(out, target)
-    torch.testing.assert_close(loss(out, target), expected)
+    torch.testing.assert_close(loss({"out": out}, target), expected)
 
 
 @pytest.mark.parametrize(

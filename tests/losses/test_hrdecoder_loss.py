@@ -94,3 +94,9 @@ def test_crop_targets_and_errors():
         loss_fn({**outputs, "hr_boxes": torch.tensor([[0, 0, 16, 16], [0, 0, 8, 8]])}, label)
     with pytest.raises(ValueError, match="present"):
         loss_fn(outputs, label, torch.ones(4))
+
+
+def test_forward_output_alone_is_refused():
+    """The loss needs ``forward_with_aux``'s dict; the logits tensor ``forward`` returns lacks the HR crops."""
+    with pytest.raises(ValueError, match="forward_with_aux"):
+        HRDecoderLoss()(torch.zeros(2, 4, 32, 32), torch.zeros(2, 4, 32, 32))

@@ -69,8 +69,10 @@ def test_single_branch_sum():
     aux_up = F.interpolate(out["aux"], size=(8, 8), mode="bilinear", align_corners=False)
     expected = base(out["out"], y) + 0.2 * base(aux_up, y) + 0.5 * (base(out["side"][0], y) + base(out["side"][1], y))
     assert wrapper(out, y).item() == pytest.approx(expected.item(), rel=1e-6)
-    # a plain tensor is the main output alone
-    assert wrapper(out["out"], y).item() == pytest.approx(base(out["out"], y).item())
+    # a network without auxiliary outputs gives the logits alone; a bare tensor is forward's output, refused
+    assert wrapper({"out": out["out"]}, y).item() == pytest.approx(base(out["out"], y).item())
+    with pytest.raises(ValueError, match="forward_with_aux"):
+        wrapper(out["out"], y)
 
 
 def test_dual_branch_sum():
@@ -87,8 +89,10 @@ def test_dual_branch_sum():
         expected = expected + dsm(a, yl, b, ys)
     got = wrapper({"large": large, "small": small}, yl, ys)
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
-    plain = wrapper({"large": large["out"], "small": small["out"]}, yl, ys)
+    plain = wrapper({"large": {"out": large["out"]}, "small": {"out": small["out"]}}, yl, ys)
     assert plain.item() == pytest.approx(dsm(large["out"], yl, small["out"], ys).item())
+    with pytest.raises(ValueError, match="forward_with_aux"):
+        wrapper({"large": large["out"], "small": small["out"]}, yl, ys)
 
 
 def test_dual_branch_mismatch():

@@ -31,12 +31,13 @@ def test_single_branch_train_and_eval_outputs(arch):
     net = _tiny(arch, dual=False, out_channels=2)
     assert isinstance(net, {"pspnet": PSPNet, "deeplabv3": DeepLabV3, "hed": HED}[arch])
     x = torch.randn(2, 3, 65, 49)
-    _check_branch(net.train()(x), arch, (2, 2, 65, 49))
+    _check_branch(net.train().forward_with_aux(x), arch, (2, 2, 65, 49))
     with torch.no_grad():
         logits = net.eval()(x)
-        train_logits = net.train()(x)["out"]
-    # eval mode returns the logits themselves: values outside [0, 1] and no activation
+        train_logits = net.train()(x)
+    # forward returns the logits themselves in either mode: values outside [0, 1] and no activation
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 2, 65, 49)
+    assert isinstance(train_logits, torch.Tensor) and train_logits.shape == (2, 2, 65, 49)
     if arch == "hed":  # no BatchNorm or dropout: the same logits in both modes
         torch.testing.assert_close(logits, train_logits)
 
@@ -46,7 +47,7 @@ def test_dual_branch_train_and_eval_outputs(arch):
     net = _tiny(arch, dual=True)
     assert isinstance(net, DualBranchNet)
     x, x_small = torch.randn(2, 3, 65, 49), torch.randn(3, 3, 40, 56)
-    outputs = net.train()(x, x_small)
+    outputs = net.train().forward_with_aux(x, x_small)
     assert set(outputs) == {"large", "small"}
     _check_branch(outputs["large"], arch, (2, 1, 65, 49))
     _check_branch(outputs["small"], arch, (3, 1, 40, 56))
@@ -60,8 +61,8 @@ def test_dual_branch_input_errors():
     net = _tiny("deeplabv3", dual=True)
     x = torch.randn(2, 3, 32, 32)
     with pytest.raises(ValueError, match="x_small"):
-        net.train()(x)
-    with pytest.raises(ValueError, match="x_small"):
+        net.train().forward_with_aux(x, torch.randn(3, 32, 32))
+    with pytest.raises(TypeError):  # forward takes one batch: both branches see it
         net.eval()(x, x)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         net.eval()(torch.randn(3, 32, 32))
@@ -71,16 +72,16 @@ def test_dual_branch_input_errors():
 def test_eval_output_stacks_the_branch_logits(arch):
     net = _tiny(arch, dual=True, dropout=0.0)
     x = torch.randn(2, 3, 37, 45)
-    # training path (shared stages run once per input) with frozen BatchNorm statistics, i.e. eval behaviour
+    # two inputs (shared stages run once per input) with frozen BatchNorm statistics, i.e. eval behaviour
     net.train()
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.eval()
     with torch.no_grad():
-        branches = net(x, x)
+        branches = net.forward_with_aux(x, x)
         expected = torch.cat([branches["large"]["out"], branches["small"]["out"]], dim=1)
         logits = net.eval()(x)
-        shared_once = net.forward_branches(x)
+        shared_once = net.forward_with_aux(x)
     assert torch.allclose(logits, expected, atol=1e-6)
     assert torch.allclose(shared_once["small"]["out"], branches["small"]["out"], atol=1e-6)
     assert not torch.allclose(branches["large"]["out"], branches["small"]["out"])
@@ -108,14 +109,14 @@ def test_shared_stages_are_one_module(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_gradients_reach_both_branches_and_shared_stages(arch):
     net = _tiny(arch, dual=True).train()
-    outputs = net(torch.randn(2, 3, 33, 31), torch.randn(2, 3, 30, 34))
+    outputs = net.forward_with_aux(torch.randn(2, 3, 33, 31), torch.randn(2, 3, 30, 34))
     outputs["small"]["out"].square().mean().backward()
     assert all(p.grad is None for p in net.large.parameters())
     first_conv = net.shared.features[0] if arch == "hed" else net.shared.conv1
     assert first_conv.weight.grad.abs().sum() > 0
     net.zero_grad(set_to_none=True)
 
-    outputs = net(torch.randn(2, 3, 33, 31), torch.randn(2, 3, 30, 34))
+    outputs = net.forward_with_aux(torch.randn(2, 3, 33, 31), torch.randn(2, 3, 30, 34))
     loss = sum(
         t.square().mean()
         for branch in outputs.values()
@@ -135,7 +136,7 @@ def test_partially_shared_layer4():
     assert list(net.shared.layer4._modules) == ["0", "1"]
     assert list(net.large.layer4._modules) == ["2"] and list(net.small.layer4._modules) == ["2"]
     assert torch.equal(net.large.layer4[0].conv2.weight, net.small.layer4[0].conv2.weight)
-    outputs = net.train()(torch.randn(2, 3, 30, 30), torch.randn(2, 3, 30, 30))
+    outputs = net.train().forward_with_aux(torch.randn(2, 3, 30, 30), torch.randn(2, 3, 30, 30))
     assert outputs["small"]["out"].shape == (2, 1, 30, 30)
     with pytest.raises(ValueError, match="branch_layer4_blocks"):
         build_exudate_network("pspnet", width=4, layers=(1, 1, 1, 3), branch_layer4_blocks=4)
@@ -164,7 +165,7 @@ def test_bfloat16_autocast(arch):
     net = _tiny(arch, dual=True)
     x = torch.randn(2, 3, 41, 35)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs = net.train()(x, x)
+        outputs = net.train().forward_with_aux(x, x)
         with torch.no_grad():
             logits = net.eval()(x)
     assert outputs["large"]["out"].shape == (2, 1, 41, 35) and torch.isfinite(outputs["small"]["out"]).all()
@@ -174,8 +175,6 @@ def test_bfloat16_autocast(arch):
 def test_unknown_arch_raises():
     with pytest.raises(ValueError, match="segformer"):
         build_exudate_network("segformer")
-    with pytest.raises(ValueError, match="unet"):  # the U-Net has its own class, DualUNet
-        DualBranchNet("unet")
 
 
 def test_factory_accepts_config_lists():
@@ -209,7 +208,7 @@ def test_full_size_parameter_ratio(arch, kwargs, low, high):
 def test_full_size_networks_run_on_meta_device(arch):
     with torch.device("meta"):
         net = build_exudate_network(arch).train()
-        outputs = net(torch.empty(2, 3, 97, 130), torch.empty(2, 3, 64, 64))
+        outputs = net.forward_with_aux(torch.empty(2, 3, 97, 130), torch.empty(2, 3, 64, 64))
         logits = net.eval()(torch.empty(1, 3, 97, 130))
     assert outputs["large"]["out"].shape == (2, 1, 97, 130) and outputs["small"]["out"].shape == (2, 1, 64, 64)
     assert logits.shape == (1, 2, 97, 130)
@@ -223,7 +222,7 @@ def test_shared_auxiliary_head_serves_both_branches(arch):
     assert any(k.startswith("aux_head.") for k in keys)
     assert not any(".aux_head." in k for k in keys)  # none left in the branches
     net.train()
-    out = net(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    out = net.forward_with_aux(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
     assert out["large"]["aux"].shape == out["small"]["aux"].shape == (2, 1, 32, 32)
     out["small"]["aux"].sum().backward()
     assert all(p.grad is not None for p in net.aux_head.parameters())

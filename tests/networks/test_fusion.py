@@ -48,7 +48,7 @@ def test_dual_networks_return_both_branches_logits_in_eval_mode(arch):
     net = build_exudate_network(arch, dual=True, out_channels=2, **kwargs).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        branches = net.forward_branches(x)
+        branches = net.forward_with_aux(x)
         expected = torch.cat([branches["large"]["out"], branches["small"]["out"]], dim=1)
         torch.testing.assert_close(net(x), expected)
     assert expected.shape == (1, 4, 32, 32)

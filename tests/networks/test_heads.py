@@ -118,7 +118,7 @@ def test_group_norm_reaches_the_networks_and_changes_nothing_where_nothing_pools
         for dual in (True, False):
             net = build_exudate_network(arch, dual, width=8, layers=(1, 1, 1, 2), pooling_norm="group").train()
             x = torch.randn(1, 3, 48, 32)
-            outputs = net(x, x.flip(-1)) if dual else net(x)
+            outputs = net.forward_with_aux(x, x.flip(-1)) if dual else net.forward_with_aux(x)
             assert outputs["large"]["out"].shape[0] == 1 if dual else outputs["out"].shape[0] == 1
             assert any(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
     for arch in ("unet", "hed"):

@@ -40,7 +40,7 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def test_training_output_contract():
     net = tiny(num_crops=3).train()
-    out = net(torch.randn(2, 3, 64, 64))
+    out = net.forward_with_aux(torch.randn(2, 3, 64, 64))
     assert out["fused"].shape == out["lr"].shape == (2, 4, 64, 64)
     assert out["hr"].shape == (6, 4, 8, 8)
     assert out["hr_boxes"].shape == (3, 4) and out["hr_boxes"].dtype == torch.long
@@ -92,7 +92,7 @@ def test_hr_crop_aligned_with_label_crop():
     image = coordinates(64, 96)
     torch.manual_seed(5)
     for _ in range(5):
-        out = net(image)
+        out = net.forward_with_aux(image)
         logits, crops = crop_hr_targets(out["hr"], image, out["hr_boxes"])
         assert logits.shape == crops.shape
         y0, x0 = out["hr_boxes"][:, 0], out["hr_boxes"][:, 1]
@@ -134,7 +134,7 @@ def test_windows_decoded_together_in_training_and_one_by_one_in_eval_agree():
     net.head = nn.Conv2d(3, 2, kernel_size=3, padding=1)
     x = torch.rand(2, 3, 96, 64)
     with torch.no_grad():
-        batched = net.train()(x)["fused"]
+        batched = net.train()(x)
         windowed = net.eval()(x)
     assert torch.allclose(batched, windowed, atol=1e-6)
 
@@ -142,7 +142,7 @@ def test_windows_decoded_together_in_training_and_one_by_one_in_eval_agree():
 def test_fused_map_aligned_with_image():
     net = HRDecoder(PoolBackbone(), num_classes=2, backbone_channels=2, hr_scale=32, num_crops=0).train()
     net.head = nn.Identity()
-    fused = net(coordinates(64, 64))["fused"][0]
+    fused = net(coordinates(64, 64))[0]
     target = coordinates(64, 64)[0]
     for y0 in (0, 32):
         for x0 in (0, 32):
@@ -159,7 +159,7 @@ def test_window_boxes():
 def test_gradient_flows_through_all_paths():
     net = tiny().train()
     label = (torch.rand(2, 4, 64, 64) > 0.8).float()
-    HRDecoderLoss(hr_weight=0.1)(net(torch.randn(2, 3, 64, 64)), label).backward()
+    HRDecoderLoss(hr_weight=0.1)(net.forward_with_aux(torch.randn(2, 3, 64, 64)), label).backward()
     for param in (
         net.backbone.conv1.weight,
         net.backbone.stage4[0].branches[3][0].conv1.weight,
@@ -171,7 +171,7 @@ def test_gradient_flows_through_all_paths():
 def test_lr_only_mode():
     net = tiny(lr_only=True)
     x = torch.randn(2, 3, 64, 64)
-    out = net.train()(x)
+    out = net.train().forward_with_aux(x)
     assert set(out) == {"fused", "lr"}
     net.eval()
     with torch.no_grad():
@@ -198,7 +198,7 @@ def test_autocast():
     x = torch.randn(2, 3, 64, 64)
     label = (torch.rand(2, 4, 64, 64) > 0.8).float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = HRDecoderLoss()(net.train()(x), label)
+        loss = HRDecoderLoss()(net.train().forward_with_aux(x), label)
         with torch.no_grad():
             prob = net.eval()(x)
     loss.backward()

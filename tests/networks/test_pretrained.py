@@ -6,9 +6,9 @@ import torch
 from monai_exudate.networks import (
     HED,
     DilatedResNet,
-    DualBranchNet,
     PSPNet,
     VGG16Backbone,
+    build_exudate_network,
     load_pretrained_backbone,
 )
 
@@ -109,7 +109,9 @@ def test_networks_load_backbone_into_shared_and_both_branches(tmp_path):
     path = tmp_path / "resnet.pth"
     torch.save(state, path)
     _assert_loaded(PSPNet(**TINY_RESNET, pretrained_path=str(path)), state, prefix="backbone.")
-    dual = DualBranchNet("deeplabv3", width=4, layers=(1, 1, 1, 2), pretrained_path=str(path), branch_layer4_blocks=1)
+    dual = build_exudate_network(
+        "deeplabv3", width=4, layers=(1, 1, 1, 2), pretrained_path=str(path), branch_layer4_blocks=1
+    )
     own = dual.state_dict()
     for key, value in state.items():
         if key.startswith("layer4.1."):  # the duplicated block starts from the checkpoint in both branches
@@ -123,7 +125,7 @@ def test_hed_networks_load_vgg(tmp_path):
     path = tmp_path / "vgg.pth"
     torch.save(state, path)
     _assert_loaded(HED(width=4, pretrained_path=str(path)), state, prefix="backbone.")
-    own = DualBranchNet("hed", width=4, pretrained_path=str(path)).state_dict()
+    own = build_exudate_network("hed", width=4, pretrained_path=str(path)).state_dict()
     assert torch.equal(own["shared.features.14.weight"], state["features.14.weight"])
     for branch in ("large", "small"):
         assert torch.equal(own[f"{branch}.features.17.weight"], state["features.17.weight"])

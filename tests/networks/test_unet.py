@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from monai_exudate.losses.factory import build_exudate_loss
-from monai_exudate.networks import DualUNet, UNet, build_exudate_network
+from monai_exudate.networks import DualBranchNet, UNet, UNetBranch, build_exudate_network
 
 
 def _tiny(dual: bool, **kwargs) -> torch.nn.Module:
@@ -18,8 +18,9 @@ def test_single_unet_returns_logits_in_both_modes(size):
     net = _tiny(dual=False, out_channels=2)
     assert isinstance(net, UNet)
     x = torch.randn(2, 3, *size)
-    out = net.train()(x)
+    out = net.train().forward_with_aux(x)
     assert set(out) == {"out"} and out["out"].shape == (2, 2, *size)
+    assert isinstance(net(x), torch.Tensor) and net(x).shape == (2, 2, *size)
     logits = net.eval()(x)
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 2, *size)
 
@@ -27,23 +28,21 @@ def test_single_unet_returns_logits_in_both_modes(size):
 @pytest.mark.parametrize("size", [(64, 48), (37, 53)])
 def test_dual_unet_train_outputs_per_branch_with_their_own_inputs(size):
     net = _tiny(dual=True)
-    assert isinstance(net, DualUNet)
-    out = net.train()(torch.randn(2, 3, *size), torch.randn(3, 3, 40, 56))
+    assert isinstance(net, DualBranchNet) and isinstance(net.large, UNetBranch)
+    out = net.train().forward_with_aux(torch.randn(2, 3, *size), torch.randn(3, 3, 40, 56))
     assert set(out) == {"large", "small"}
     assert out["large"]["out"].shape == (2, 1, *size) and out["small"]["out"].shape == (3, 1, 40, 56)
-    with pytest.raises(ValueError, match="two inputs"):
-        net(torch.randn(1, 3, 32, 32))
+    # forward in training mode: one batch through both branches, the logits stacked as in eval mode
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 2, 32, 32)
 
 
 def test_dual_unet_eval_stacks_the_branch_logits():
     net = _tiny(dual=True).eval()
     x = torch.randn(1, 3, 45, 33)
     with torch.no_grad():
-        branches = net.forward_branches(x)
+        branches = net.forward_with_aux(x)
         expected = torch.cat([branches["large"]["out"], branches["small"]["out"]], dim=1)
         torch.testing.assert_close(net(x), expected)
-    with pytest.raises(ValueError, match="eval mode"):
-        net(x, x)
 
 
 def test_dual_unet_shares_the_encoder_but_not_the_last_stage_and_decoder():
@@ -54,7 +53,7 @@ def test_dual_unet_shares_the_encoder_but_not_the_last_stage_and_decoder():
     n_encoder = sum(p.numel() for p in dual.shared.parameters())
     assert n_dual == n_single + (n_single - n_encoder)
     dual.train()
-    out = dual(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    out = dual.forward_with_aux(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
     (out["large"]["out"].mean() + out["small"]["out"].mean()).backward()
     assert dual.shared.conv_0.conv_0.conv.weight.grad.abs().sum() > 0
     assert dual.large.classifier.weight.grad.abs().sum() > 0 and dual.small.classifier.weight.grad.abs().sum() > 0
@@ -65,7 +64,7 @@ def test_unet_trains_with_the_project_losses(dual, loss):
     net = _tiny(dual=dual).train()
     criterion = build_exudate_loss(loss, dual=dual)
     x, y = torch.randn(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.9).float()
-    value = criterion(net(x, x), y, y) if dual else criterion(net(x), y)
+    value = criterion(net.forward_with_aux(x, x), y, y) if dual else criterion(net.forward_with_aux(x), y)
     assert torch.isfinite(value)
     value.backward()
 
