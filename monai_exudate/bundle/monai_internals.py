@@ -94,8 +94,11 @@ def create_workflow_call() -> CreateWorkflowCall | None:
     while frame is not None:
         if frame.f_code is code:
             local = frame.f_locals
-            if not set(_PARAMETERS) <= set(local) or not isinstance(local.get(overrides[0]), dict):
-                warn_disabled(SETTINGS_CHECK, "the frame of monai.bundle.create_workflow lacks its parameters")
+            missing = [n for n in (*_PARAMETERS, overrides[0]) if n not in local]
+            if missing or not isinstance(local[overrides[0]], dict):
+                warn_disabled(
+                    SETTINGS_CHECK, f"the frame of monai.bundle.create_workflow lacks the parameters {missing}"
+                )
                 return None
             try:
                 arguments = update_kwargs(

@@ -55,6 +55,18 @@ def test_installed_monai_gives_every_feature_without_a_warning(tmp_path):
     assert _internals_warnings(record) == []
 
 
+@pytest.mark.parametrize("workflow_name", ["ConfigWorkflow", "monai.bundle.workflows.ConfigWorkflow", None])
+def test_run_workflow_and_args_file_are_read_as_monai_merges_them(tmp_path, workflow_name):
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"max_epoch": 3, "logging_file": False}))  # misspelt in the defaults file
+    with pytest.raises(RuntimeError) as info:
+        monai.bundle.run_workflow(workflow_name, args_file=str(args_file), config_file=str(_config(tmp_path)))
+    assert "'max_epoch' is not defined" in str(root_cause(info.value))
+    args_file.write_text(json.dumps({"max_epochs": 2, "logging_file": False}))
+    monai.bundle.run_workflow(workflow_name, args_file=str(args_file), config_file=str(tmp_path / "train.json"))
+    assert (tmp_path / "ran.txt").read_text() == "2"
+
+
 def _misspelt_run(tmp_path: Path) -> list[str]:
     """Run the config with a misspelt setting; return the package's warnings (the run must still finish)."""
     with warnings.catch_warnings(record=True) as record:
@@ -98,6 +110,7 @@ def test_a_frame_without_the_parameters_turns_the_check_off(tmp_path, monkeypatc
     monkeypatch.setattr(scripts, "create_workflow", create_workflow)
     (message,) = set(_misspelt_run(tmp_path))
     assert message.startswith(f"{SETTINGS_CHECK} is off: the frame of monai.bundle.create_workflow lacks")
+    assert "['workflow_name', 'config_file', 'args_file']" in message
 
 
 def test_create_workflow_gone_turns_the_check_off(tmp_path, monkeypatch):
