@@ -5,31 +5,14 @@ from __future__ import annotations
 import sys
 from types import TracebackType
 
-from monai.bundle.config_item import ConfigExpression
-from monai.bundle.reference_resolver import ReferenceResolver
-from monai.utils.module import instantiate
+from monai.bundle import ConfigParser
 
-# where MONAI re-raises an error of a config expression or component as a bare RuntimeError
-_WRAPPERS = (ConfigExpression.evaluate.__code__, instantiate.__code__)
-_RESOLVE = ReferenceResolver._resolve_one_item.__code__
-
-
-def _frames(tb: TracebackType | None):
-    while tb is not None:
-        yield tb.tb_frame
-        tb = tb.tb_next
-
-
-def _is_wrapper(exc: BaseException) -> bool:
-    if type(exc) is not RuntimeError or exc.__cause__ is None:
-        return False
-    frames = list(_frames(exc.__traceback__))
-    return bool(frames) and frames[-1].f_code in _WRAPPERS
+from monai_exudate.bundle.monai_internals import ERROR_SUMMARY, raised_by_monai_wrapper, resolving_ids, warn_disabled
 
 
 def root_cause(exc: BaseException) -> BaseException:
     """The error under MONAI's wrappers: the first exception of the ``__cause__`` chain that MONAI did not raise."""
-    while _is_wrapper(exc):
+    while raised_by_monai_wrapper(exc):
         exc = exc.__cause__  # type: ignore[assignment]
     return exc
 
@@ -38,12 +21,10 @@ def config_path(exc: BaseException) -> list[str]:
     """The config items MONAI was resolving when ``exc`` was raised, outermost first (``run#0``, ``train#trainer``…)."""
     ids: list[str] = []
     while True:
-        for frame in _frames(exc.__traceback__):
-            if frame.f_code is _RESOLVE:
-                item = str(frame.f_locals.get("id", "")).replace("::", "#")
-                if item and (not ids or ids[-1] != item):
-                    ids.append(item)
-        if not _is_wrapper(exc):
+        for item in resolving_ids(exc):
+            if not ids or ids[-1] != item:
+                ids.append(item)
+        if not raised_by_monai_wrapper(exc):
             return ids
         exc = exc.__cause__  # type: ignore[assignment]
 
@@ -70,13 +51,31 @@ def _summarising_hook(previous):
     return hook
 
 
+def error_summary_works() -> bool:
+    """Whether this MONAI's wrappers are still recognised: a known failure must read back as its error and items.
+
+    :func:`root_cause` and :func:`config_path` read MONAI internals (:mod:`~monai_exudate.bundle.monai_internals`);
+    a changed MONAI would make them silently return the wrapper, so they are tried once on a two-item config.
+    """
+    try:
+        ConfigParser({"a": "$1 // 0", "b": "$@a"}).get_parsed_content("b")
+    except Exception as err:  # whatever MONAI raises is compared below
+        return isinstance(root_cause(err), ZeroDivisionError) and config_path(err) == ["b", "a"]
+    return False
+
+
 def install_error_summary() -> None:
     """Make an uncaught error of this process end with :func:`error_summary` after the usual traceback.
 
     MONAI re-raises every error of a config as ``RuntimeError: Failed to evaluate ...`` (once per level of
     references), so the user's last lines would hide the message that names the setting or file; only the
     interpreter's ``sys.excepthook`` sees the final error, hence this one process-wide hook. Installing twice
-    keeps one hook.
+    keeps one hook. Where :func:`error_summary_works` says this MONAI's wrappers are no longer recognised, a
+    :class:`~monai_exudate.bundle.monai_internals.MonaiInternalsWarning` says so and no hook is installed.
     """
-    if not getattr(sys.excepthook, "summarises_bundle_errors", False):
-        sys.excepthook = _summarising_hook(sys.excepthook)
+    if getattr(sys.excepthook, "summarises_bundle_errors", False):
+        return
+    if not error_summary_works():
+        warn_disabled(ERROR_SUMMARY, "MONAI no longer raises a config's errors under the wrappers the summary reads")
+        return
+    sys.excepthook = _summarising_hook(sys.excepthook)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import sys
+import pydoc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from monai.bundle import ConfigParser, ConfigWorkflow
-from monai.bundle.reference_resolver import ReferenceResolver
-from monai.bundle.scripts import create_workflow
-from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS, ID_SEP_KEY
+import monai.bundle
+from monai.bundle import DEFAULT_EXP_MGMT_SETTINGS, ID_SEP_KEY, ConfigParser, ConfigWorkflow, ReferenceResolver
 
+from monai_exudate.bundle.monai_internals import create_workflow_call
 from monai_exudate.bundle.settings import as_bool
 
 # arguments of MONAI's run functions themselves, never config settings
@@ -46,37 +44,42 @@ def _config_files(config_file: Any) -> list[str]:
     return [str(f) for f in config_file]
 
 
-def current_run_settings(frame: FrameType | None = None) -> RunSettings | None:
+def _workflow_class(workflow_name: Any) -> type:
+    """The workflow class ``create_workflow`` builds for ``workflow_name``: a class, a name in ``monai.bundle`` or a
+    dotted path; MONAI's default ``ConfigWorkflow`` when none or not found (MONAI itself then refuses the run)."""
+    if isinstance(workflow_name, str):
+        found = getattr(monai.bundle, workflow_name, None) or pydoc.locate(workflow_name)
+        return found if isinstance(found, type) else ConfigWorkflow
+    return workflow_name if isinstance(workflow_name, type) else ConfigWorkflow
+
+
+def current_run_settings() -> RunSettings | None:
     """The settings of the MONAI bundle run that is being initialised, or None outside of one.
 
-    MONAI passes a config no handle on the run that parses it, so this looks up the call stack for
-    ``monai.bundle.scripts.create_workflow``, through which ``python -m monai.bundle run``, ``monai.bundle.run``,
-    ``run_workflow`` and ``create_workflow`` all go; its arguments there are final (an ``--args_file`` is
-    already merged in). A config parsed by hand with ``ConfigParser`` has no such frame and is not checked.
+    MONAI passes a config no handle on the run that parses it, so they are read from the ``create_workflow`` call
+    of the run (:func:`~monai_exudate.bundle.monai_internals.create_workflow_call`, with an ``--args_file`` merged
+    in). A config parsed by hand with ``ConfigParser`` has no such call and is not checked; with a MONAI whose
+    ``create_workflow`` no longer reads as expected a warning says the check is off.
     """
-    frame = frame if frame is not None else sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is create_workflow.__code__:
-            local = frame.f_locals
-            args = dict(local.get("_args") or {})
-            workflow_class = local.get("workflow_class", ConfigWorkflow)
-            own = set(RUN_ARGUMENTS)
-            if isinstance(workflow_class, type):
-                own |= {
-                    name
-                    for name, p in inspect.signature(workflow_class.__init__).parameters.items()
-                    if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"
-                }
-            workflow = local.get("workflow_")
-            meta_file = getattr(workflow, "meta_file", None) or args.get("meta_file")
-            return RunSettings(
-                config_files=_config_files(local.get("config_file")),
-                overrides={k: v for k, v in args.items() if k not in own},
-                meta_file=meta_file if isinstance(meta_file, str) else None,
-                tracking=args.get("tracking"),
-            )
-        frame = frame.f_back
-    return None
+    call = create_workflow_call()
+    if call is None:
+        return None
+    workflow_class = _workflow_class(call.workflow_name)
+    own = set(RUN_ARGUMENTS) | {
+        name
+        for name, p in inspect.signature(workflow_class.__init__).parameters.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"
+    }
+    config_files = _config_files(call.config_file)
+    meta_file = call.arguments.get("meta_file")
+    if meta_file is None and config_files and issubclass(workflow_class, ConfigWorkflow):
+        meta_file = str(Path(config_files[0]).parent / "metadata.json")  # ConfigWorkflow's documented default
+    return RunSettings(
+        config_files=config_files,
+        overrides={k: v for k, v in call.arguments.items() if k not in own},
+        meta_file=meta_file if isinstance(meta_file, str) else None,
+        tracking=call.arguments.get("tracking"),
+    )
 
 
 def _tracking_settings(tracking: Any) -> list[str]:

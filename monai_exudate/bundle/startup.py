@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from monai_exudate.bundle.errors import install_error_summary
 from monai_exudate.bundle.overrides import check_run_settings, current_run_settings
 
@@ -11,4 +9,4 @@ from monai_exudate.bundle.overrides import check_run_settings, current_run_setti
 def start_run() -> None:
     """Install the error summary and refuse settings that no config of the run defines, before any work is done."""
     install_error_summary()
-    check_run_settings(current_run_settings(sys._getframe(1)))
+    check_run_settings(current_run_settings())

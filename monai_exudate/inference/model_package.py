@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,7 @@ def package_settings(model_file: str | os.PathLike | None, bundle: str) -> dict[
     bundle named ``bundle`` (:func:`~monai_exudate.bundle.find_bundle_root`); a warning says so, since nothing then
     checks that they match the weights.
     """
-    run = current_run_settings(sys._getframe(1))
+    run = current_run_settings()
     given, configured = _run_values(run)
     package = read_model_package(model_file)
     if package is None:
