@@ -14,7 +14,7 @@ import monai.bundle
 from monai.bundle import DEFAULT_EXP_MGMT_SETTINGS, ID_SEP_KEY, ConfigParser, ConfigWorkflow, ReferenceResolver
 
 from monai_exudate.bundle.monai_internals import create_workflow_call
-from monai_exudate.bundle.settings import as_bool
+from monai_exudate.utils.booleans import as_bool
 
 # arguments of MONAI's run functions themselves, never config settings
 RUN_ARGUMENTS = frozenset({"workflow_name", "config_file", "args_file", "meta_file", "logging_file", "tracking"})
@@ -104,7 +104,7 @@ def setting_problems(
 
     A top-level name must be defined by the config; in a path ``a#b#c`` everything but the last part must be
     (the last part may add an argument to a component). A value given to a setting whose default is a JSON
-    boolean must read as one (:func:`~monai_exudate.bundle.settings.as_bool`); one given to a yes/no argument
+    boolean must read as one (:func:`~monai_exudate.utils.booleans.as_bool`); one given to a yes/no argument
     inside a component (``train#dataloader#shuffle``), which no config parses, must be a Python ``True``/``False``.
     """
     parser = ConfigParser(dict(config))

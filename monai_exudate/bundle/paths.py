@@ -1,11 +1,16 @@
-"""Where a bundle lives on disk: the one rule every bundle config uses for its ``bundle_root``."""
+"""Where a bundle lives on disk: the one rule every bundle config uses for its ``bundle_root``, and the name of the
+model package a trained model's folder holds."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["find_bundle_root"]
+__all__ = ["PACKAGE_FILE", "find_bundle_root"]
+
+# beside a trained model's weights (models/model.pt): what the model is and how to run it; training writes it,
+# evaluation, inference and a release read it
+PACKAGE_FILE = "model_package.json"
 
 # the repository's bundles, beside the package in a source checkout or an editable install
 _REPOSITORY_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from monai_exudate.engines.model_package import PACKAGE_FILE
-from monai_exudate.inference.records import file_sha256
+from monai_exudate.bundle.paths import PACKAGE_FILE
+from monai_exudate.utils.hashing import file_sha256
 
 __all__ = ["LARGE_FILES", "RELEASE_FILES", "release_files", "write_large_files"]
 

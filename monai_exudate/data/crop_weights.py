@@ -11,7 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scipy import ndimage
 
-from monai_exudate.bundle.settings import as_bool
+from monai_exudate.utils.booleans import as_bool
 
 __all__ = ["SMALL_PATCH_SAMPLINGS", "ComponentBalancedWeightd", "component_balanced_weights", "small_branch_dataset"]
 

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.layouts import (
     DDR_LESIONS,
     DDR_ROOT,
@@ -20,6 +19,7 @@ from monai_exudate.data.layouts import (
     IDRID_SPLIT_DIRS,
     LESIONS,
 )
+from monai_exudate.utils.atomic import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 SECTIONS = ("training", "validation", "testing")

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from monai_exudate.bundle import as_bool
+from monai_exudate.utils.booleans import as_bool
 
 __all__ = ["has_lesion_pixels", "training_items"]
 

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-from monai_exudate.data.atomic import atomic_write_json
-
-
-def _json_safe(value):
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):  # tensor or numpy scalar: convert, then apply the non-finite rule below
-        return _json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinity are not valid JSON
-        return None
-    return value
+from monai_exudate.utils.atomic import atomic_write_json
+from monai_exudate.utils.json_values import json_safe
 
 
 class MetricsReportWriter:
@@ -42,4 +29,4 @@ class MetricsReportWriter:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        atomic_write_json(_json_safe(dict(engine.state.metrics)), self.path)
+        atomic_write_json(json_safe(dict(engine.state.metrics)), self.path)

@@ -13,8 +13,9 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-from monai_exudate.bundle.settings import as_bool
-from monai_exudate.data.atomic import atomic_write_json
+from monai_exudate.bundle.paths import PACKAGE_FILE
+from monai_exudate.utils.atomic import atomic_write_json
+from monai_exudate.utils.booleans import as_bool
 
 __all__ = [
     "PACKAGE_FILE",
@@ -25,7 +26,6 @@ __all__ = [
     "package_versions",
 ]
 
-PACKAGE_FILE = "model_package.json"
 PACKAGE_FORMAT = 1
 _PACKAGES = ("monai_exudate", "monai", "torch", "pytorch-ignite", "mlflow", "numpy")
 # the record's identity: a package whose identity is unchanged keeps its validation figures when training restarts

@@ -1,9 +1,8 @@
-"""Operating threshold: chosen on the validation split (F-maximising level), stored beside the model, read back."""
+"""Operating threshold: chosen on the validation split (F-maximising level) and stored beside the model; evaluation
+applies the stored one (read by ``inference/threshold_file.py``)."""
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -14,73 +13,16 @@ import ignite.distributed as idist
 from ignite.engine import Engine, Events
 from ignite.exceptions import NotComputableError
 
-from monai_exudate.data.atomic import atomic_write_json
-from monai_exudate.engines.utils import pred_label_present
+from monai_exudate.engines.samples import pred_label_present
+from monai_exudate.inference.threshold_file import load_operating_threshold
 from monai_exudate.metrics.ignite_metrics import PixelHistograms
 from monai_exudate.metrics.pixel import counts_at_threshold, f_maximising_threshold, pixel_scores
+from monai_exudate.utils.atomic import atomic_write_json
+from monai_exudate.utils.json_values import json_round_trip
 
-__all__ = ["OperatingThresholdHandler", "load_operating_threshold", "recorded_map_setting"]
+__all__ = ["OperatingThresholdHandler"]
 
 MODES = ("select", "apply")
-logger = logging.getLogger(__name__)
-
-
-def load_operating_threshold(
-    path: str | os.PathLike | None, default: float = 0.5, map_settings: Mapping[str, Any] | None = None
-) -> float | list[float]:
-    """The stored threshold (one float, or one per lesion when several were stored); ``default`` when no file.
-
-    ``map_settings``: the settings this run makes its probability map with (e.g. ``fusion``, ``tta_flip_axes``); a
-    warning names each one that differs from the file's ``map_settings``, the map the threshold was chosen on (a
-    level chosen on a flip-averaged map is not the F-maximising level of a single pass). Raises ValueError naming
-    the file when it exists but is not a valid threshold file.
-    """
-    if path is None or not Path(path).is_file():
-        return float(default)
-    values, chosen_on = _read_record(path)
-    if map_settings is not None:
-        differing = [
-            f"{name} {_jsonable(map_settings[name])} (chosen with {chosen_on[name]})"
-            for name in sorted(set(chosen_on) & set(map_settings))
-            if _jsonable(map_settings[name]) != chosen_on[name]
-        ]
-        if differing:
-            logger.warning("threshold %s was chosen on another map than this run's: %s", path, "; ".join(differing))
-    return values[0] if len(values) == 1 else values
-
-
-def recorded_map_setting(path: str | os.PathLike | None, name: str, default: Any) -> Any:
-    """The map setting ``name`` (e.g. ``tta_flip_axes``) the threshold in ``path`` was chosen with; ``default`` when
-    there is no file or it records none (files written before the record existed).
-
-    Inference takes its test-time flips from here, so a model runs as it was validated without the training overlay
-    (and the MLflow model, which reads ``inference.json`` alone, makes the same map as the bundle's inference).
-    Raises ValueError naming the file when it exists but is not a valid threshold file.
-    """
-    if path is None or not Path(path).is_file():
-        return default
-    return _read_record(path)[1].get(name, default)
-
-
-def _read_record(path: str | os.PathLike) -> tuple[list[float], dict[str, Any]]:
-    """The threshold file's thresholds (numbers in [0, 1], one per lesion) and its ``map_settings`` (``{}`` in files
-    written before the record existed), checked."""
-    try:
-        record = json.loads(Path(path).read_text())
-        values = [float(v) for v in record["thresholds"].values()]
-        chosen_on = record.get("map_settings", {})
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"threshold file {path} is not valid: expected {{'thresholds': {{lesion: value}}}}") from err
-    if not values or not all(0.0 <= v <= 1.0 for v in values):
-        raise ValueError(f"threshold file {path}: thresholds must be numbers in [0, 1], got {values}.")
-    if not isinstance(chosen_on, dict):
-        raise ValueError(f"threshold file {path}: map_settings must be an object, got {chosen_on!r}.")
-    return values, chosen_on
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists), so a setting compares equal to its record."""
-    return json.loads(json.dumps(value))
 
 
 class OperatingThresholdHandler:
@@ -111,7 +53,7 @@ class OperatingThresholdHandler:
         self.path = Path(path)
         self.lesion_names = list(lesion_names)
         self.mode = mode
-        self.map_settings = None if map_settings is None else {k: _jsonable(v) for k, v in map_settings.items()}
+        self.map_settings = None if map_settings is None else {k: json_round_trip(v) for k, v in map_settings.items()}
         self.histograms = PixelHistograms(
             output_transform=pred_label_present, missing_masks=missing_masks, num_channels=len(self.lesion_names)
         )

@@ -12,8 +12,8 @@ import torch
 from ignite.engine import Engine, Events
 from PIL import Image
 
-from monai_exudate.data.atomic import atomic_save_image
-from monai_exudate.engines.utils import iter_samples, sample_name
+from monai_exudate.engines.samples import iter_samples, sample_name
+from monai_exudate.utils.atomic import atomic_save_image
 
 TP_COLOUR = (255, 255, 0)
 FP_COLOUR = (255, 0, 0)

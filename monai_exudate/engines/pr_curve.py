@@ -12,10 +12,10 @@ from ignite.engine import Engine, Events
 from ignite.exceptions import NotComputableError
 from PIL import Image
 
-from monai_exudate.data.atomic import atomic_save_image, atomic_write_json
-from monai_exudate.engines.utils import pred_label_present
+from monai_exudate.engines.samples import pred_label_present
 from monai_exudate.metrics.ignite_metrics import PixelHistograms
 from monai_exudate.metrics.pixel import AUPR_THRESHOLDS, precision_recall_points, trapezoid_auc
+from monai_exudate.utils.atomic import atomic_save_image, atomic_write_json
 
 
 def draw_pr_curve(

@@ -61,7 +61,7 @@ def read_checkpoint(path: Path, required: Any = ()) -> dict:
 
 class ResumeHandler:
     """At ``STARTED``, load the newest intact epoch checkpoint of ``ckpt_dir`` into ``load_dict`` (model, optimizer,
-    lr scheduler, grad scaler, trainer state, ``RunState``) so the run continues where it stopped; nothing happens
+    lr scheduler, grad scaler, trainer state, ``ResumeState``) so the run continues where it stopped; nothing happens
     when ``enabled`` is false or no checkpoint exists yet.
 
     A newer checkpoint that is truncated, unreadable, incomplete or holds NaN/inf is skipped with a warning naming it,

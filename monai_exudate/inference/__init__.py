@@ -1,7 +1,6 @@
 """Inference: input listing, the streaming runner, lesion quantification, output writers and folder records."""
 
 from monai_exudate.inference.calibration import CalibratedSigmoidd, package_calibration
-from monai_exudate.inference.checkpoint import load_network_weights
 from monai_exudate.inference.dataset import (
     MAX_ASPECT_RATIO,
     MAX_IMAGE_PIXELS,
@@ -20,6 +19,8 @@ from monai_exudate.inference.records import FolderInUseError, RunManifest
 from monai_exudate.inference.run_state import InferenceReport
 from monai_exudate.inference.runner import FundusInferenceRunner
 from monai_exudate.inference.summary import SummaryTable
+from monai_exudate.inference.threshold_file import load_operating_threshold, recorded_map_setting
+from monai_exudate.inference.weights import load_network_weights
 from monai_exudate.inference.writers import LESION_COLOURS, OutputLayout, lesion_colours, paint_overlay
 
 __all__ = [
@@ -49,10 +50,12 @@ __all__ = [
     "list_inference_inputs",
     "load_exported_network",
     "load_network_weights",
+    "load_operating_threshold",
     "model_origin",
     "package_calibration",
     "package_settings",
     "paint_overlay",
     "read_model_package",
+    "recorded_map_setting",
     "summary_rows",
 ]

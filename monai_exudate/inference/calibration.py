@@ -14,8 +14,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_exudate.inference.model_package import read_model_package
-from monai_exudate.inference.records import file_sha256
 from monai_exudate.metrics.calibration import apply_calibration
+from monai_exudate.utils.hashing import file_sha256
 
 __all__ = ["CALIBRATION_KEY", "CalibratedSigmoidd", "check_calibration", "package_calibration"]
 

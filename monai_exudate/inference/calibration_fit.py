@@ -14,14 +14,12 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from monai_exudate.data.atomic import atomic_save_image, atomic_write_json
 from monai_exudate.data.checks import checked_sections
 from monai_exudate.data.transforms import LoadFundusd
 from monai_exudate.inference.calibration import CALIBRATION_KEY, package_calibration
 from monai_exudate.inference.inversion import invert_prediction
 from monai_exudate.inference.model_package import read_model_package
 from monai_exudate.inference.postprocessing import check_logit_batch
-from monai_exudate.inference.records import file_sha256
 from monai_exudate.metrics.calibration import (
     calibrated_level_histograms,
     expected_calibration_error,
@@ -37,6 +35,8 @@ from monai_exudate.metrics.pixel import (
     f_maximising_threshold,
     pixel_scores,
 )
+from monai_exudate.utils.atomic import atomic_save_image, atomic_write_json
+from monai_exudate.utils.hashing import file_sha256
 
 __all__ = ["CONFIG_IDS", "calibrate_model", "draw_reliability_diagram", "section_logit_histograms"]
 

@@ -95,7 +95,7 @@ def check_image_file(path: str | os.PathLike, max_image_pixels: int = MAX_IMAGE_
     return None
 
 
-def root_cause(err: BaseException) -> BaseException:
+def innermost_cause(err: BaseException) -> BaseException:
     """The innermost cause of ``err``: MONAI's Compose wraps a failing transform's error, the innermost says why."""
     while err.__cause__ is not None:
         err = err.__cause__
@@ -153,7 +153,7 @@ class InferenceDataset(torch.utils.data.Dataset):
             if fov_pixels is None:
                 fov_pixels = field_of_view_pixels(original, self.fov_selector)
         except Exception as err:  # any failure of one image must not stop the run
-            cause = root_cause(err)
+            cause = innermost_cause(err)
             return {"path": path, "error": f"preprocessing failed ({type(cause).__name__}: {cause})"}
         out = {"path": path, self.image_key: sample[self.image_key], "fov_pixels": int(fov_pixels)}
         if self.keep_original:

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.inference.writers import (
     OutputLayout,
     compose_overlay,
@@ -18,6 +17,7 @@ from monai_exudate.inference.writers import (
     encode_png,
     lesion_colours,
 )
+from monai_exudate.utils.atomic import atomic_write_bytes
 
 __all__ = ["ImageOutputs", "model_line"]
 

@@ -12,9 +12,8 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from monai_exudate.bundle.overrides import RunSettings, SettingsError, current_run_settings
-from monai_exudate.bundle.paths import find_bundle_root
-from monai_exudate.bundle.settings import as_bool
-from monai_exudate.engines.model_package import PACKAGE_FILE
+from monai_exudate.bundle.paths import PACKAGE_FILE, find_bundle_root
+from monai_exudate.utils.booleans import as_bool
 
 __all__ = [
     "DEMO_MODEL_WARNING",

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_exudate.data.atomic import atomic_write_json, write_csv_atomic
 from monai_exudate.inference.writers import read_csv
+from monai_exudate.utils.atomic import atomic_write_json, write_csv_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +47,6 @@ _IGNORED_ATTRIBUTES = frozenset({"R", "readers", "progress", "log_stats", "train
 def new_run_id() -> str:
     """A run id that sorts by start time: UTC timestamp and a random suffix."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe(obj: Any, depth: int = 6) -> Any:

@@ -20,8 +20,7 @@ from monai.transforms import Compose
 from torch import nn
 from tqdm import tqdm
 
-from monai_exudate.data.atomic import remove_partial_files
-from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, root_cause
+from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, innermost_cause
 from monai_exudate.inference.image_outputs import ImageOutputs, model_line
 from monai_exudate.inference.inversion import levels_on_photograph
 from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
@@ -31,7 +30,6 @@ from monai_exudate.inference.records import (
     RunManifest,
     canonical,
     describe,
-    file_sha256,
     folder_lock,
     new_run_id,
     utc_now,
@@ -39,6 +37,8 @@ from monai_exudate.inference.records import (
 from monai_exudate.inference.run_state import InferenceReport, RunState
 from monai_exudate.inference.summary import SummaryTable, model_columns
 from monai_exudate.inference.writers import OUTPUT_FORMATS, OutputLayout
+from monai_exudate.utils.atomic import remove_partial_files
+from monai_exudate.utils.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -385,5 +385,5 @@ class FundusInferenceRunner:
 
 
 def _describe(err: BaseException) -> str:
-    cause = root_cause(err)
+    cause = innermost_cause(err)
     return f"{type(cause).__name__}: {cause}"

@@ -8,9 +8,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_exudate.data.atomic import write_csv_atomic
 from monai_exudate.inference.quantify import RUN_FIELDS, SUMMARY_FIELDS
 from monai_exudate.inference.writers import read_csv
+from monai_exudate.utils.atomic import write_csv_atomic
 
 
 class SummaryTable:

@@ -7,9 +7,9 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.reproduction.rows import BUNDLE_METRICS
 from monai_exudate.reproduction.runner import RowResult, mean_std
+from monai_exudate.utils.atomic import atomic_write_bytes
 
 __all__ = ["markdown_table", "write_reports"]
 

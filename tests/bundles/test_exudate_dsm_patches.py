@@ -103,7 +103,7 @@ def test_evaluate_and_inference_use_the_stored_threshold(trained):
     assert parser.get_parsed_content("threshold") == pytest.approx(stored)
     assert isinstance(parser.get_parsed_content("inferer").inferer, SlidingWindowInferer)
     flipped = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], tta_flip_axes=[0], **inference)
-    with mock.patch("monai_exudate.engines.operating_threshold.logger") as logger:
+    with mock.patch("monai_exudate.inference.threshold_file.logger") as logger:
         assert flipped.get_parsed_content("threshold") == pytest.approx(stored)
     assert "tta_flip_axes [0] (chosen with [])" in logger.warning.call_args.args[-1]
     photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))

@@ -1,4 +1,4 @@
-"""Operating threshold: F-maximising level from the validation histograms, stored beside the model, read back."""
+"""Operating threshold: F-maximising level from the validation histograms, stored beside the model, applied again."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from monai_exudate.engines import OperatingThresholdHandler, load_operating_threshold, recorded_map_setting
+from monai_exudate.engines import OperatingThresholdHandler
+from monai_exudate.inference import load_operating_threshold
 from monai_exudate.metrics import counts_at_threshold, f_maximising_threshold, pixel_histograms, pixel_scores
 
 
@@ -77,21 +78,9 @@ def test_handler_writes_the_threshold_only_for_the_best_validation_and_applies_i
     assert check.state.metrics["EX_f_at_threshold"] == pytest.approx(1.0)
 
 
-def test_load_operating_threshold_defaults_and_rejects_bad_files(tmp_path):
-    assert load_operating_threshold(tmp_path / "missing.json", 0.5) == 0.5
-    assert load_operating_threshold(None, 0.4) == 0.4
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps({"thresholds": {"EX": 0.31}}))
-    assert load_operating_threshold(good) == pytest.approx(0.31)
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
-        load_operating_threshold(bad)
-    bad.write_text(json.dumps({"thresholds": {"EX": 3}}))
-    with pytest.raises(ValueError, match="bad.json"):
-        load_operating_threshold(bad)
+def test_an_unknown_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode"):
-        OperatingThresholdHandler(good, mode="choose")
+        OperatingThresholdHandler(tmp_path / "threshold.json", mode="choose")
 
 
 def test_the_map_settings_are_stored_with_the_threshold_and_a_differing_run_is_warned(tmp_path, caplog):
@@ -123,19 +112,6 @@ def test_the_map_settings_are_stored_with_the_threshold_and_a_differing_run_is_w
     assert check.state.metrics["EX_threshold"] == stored["thresholds"]["EX"]  # applied all the same
     (message,) = [r.getMessage() for r in caplog.records]
     assert "threshold.json" in message and "tta_flip_axes [] (chosen with [0])" in message and "fusion" not in message
-
-
-def test_recorded_map_setting_reads_the_validation_map_and_defaults_without_a_record(tmp_path):
-    path = tmp_path / "threshold.json"
-    assert recorded_map_setting(path, "tta_flip_axes", []) == []  # no file
-    path.write_text(json.dumps({"thresholds": {"EX": 0.4}}))  # a file from before the record
-    assert recorded_map_setting(path, "tta_flip_axes", []) == []
-    path.write_text(json.dumps({"thresholds": {"EX": 0.4}, "map_settings": {"tta_flip_axes": [0]}}))
-    assert recorded_map_setting(path, "tta_flip_axes", []) == [0]
-    assert recorded_map_setting(path, "fusion", "logits") == "logits"
-    path.write_text(json.dumps({"thresholds": {"EX": 0.4}, "map_settings": [0]}))
-    with pytest.raises(ValueError, match="threshold.json: map_settings"):
-        recorded_map_setting(path, "tta_flip_axes", [])
 
 
 @pytest.mark.parametrize("config", ["inference.json", "evaluate.json"])

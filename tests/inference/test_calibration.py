@@ -68,7 +68,7 @@ def test_non_finite_knots_are_refused():
 
 
 def test_a_calibration_of_other_weights_is_not_applied(tmp_path, caplog):
-    from monai_exudate.inference.records import file_sha256
+    from monai_exudate.utils.hashing import file_sha256
 
     model = tmp_path / "model.pt"
     model.write_bytes(b"weights of the calibrated model")

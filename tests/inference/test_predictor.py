@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_exudate.inference.mlflow_model import photo_inputs
+from monai_exudate.inference.mlflow_pyfunc import photo_inputs
 from monai_exudate.inference.predictor import _write_photo, decode_photo
 
 

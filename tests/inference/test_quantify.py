@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
-from monai_exudate.data.atomic import atomic_write_bytes, remove_partial_files, write_csv_atomic
 from monai_exudate.inference.quantify import (
     MEASUREMENT_FIELDS,
     SUMMARY_FIELDS,
@@ -30,6 +29,7 @@ from monai_exudate.inference.writers import (
     paint_overlay,
     read_csv,
 )
+from monai_exudate.utils.atomic import atomic_write_bytes, remove_partial_files, write_csv_atomic
 
 
 def _exudate_mask() -> np.ndarray:

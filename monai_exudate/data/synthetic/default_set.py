@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from monai_exudate.bundle.settings import as_bool
-from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.synthetic.render import GENERATOR_VERSION
 from monai_exudate.data.synthetic.writer import write_synthetic_dataset
+from monai_exudate.utils.atomic import atomic_write_bytes
+from monai_exudate.utils.booleans import as_bool
 
 MARKER = "synthetic_dataset.json"
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from monai_exudate.data.atomic import atomic_write_bytes
 from monai_exudate.data.layouts import (
     DDR_LESIONS,
     IDRID_MASKS,
@@ -21,6 +20,7 @@ from monai_exudate.data.layouts import (
 )
 from monai_exudate.data.synthetic.geometry import _check_size
 from monai_exudate.data.synthetic.render import generate_fundus
+from monai_exudate.utils.atomic import atomic_write_bytes
 
 __all__ = ["write_synthetic_dataset"]
 

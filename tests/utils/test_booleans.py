@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monai_exudate.bundle.settings import as_bool
+from monai_exudate.utils.booleans import as_bool
 
 
 @pytest.mark.parametrize("value", [True, 1, "1", "true", "True", "TRUE", " yes ", "Yes", "YES"])

@@ -1,4 +1,4 @@
-"""RunState: random states (global and per transform) and the evaluator's best metric survive a checkpoint."""
+"""ResumeState: random states (global and per transform) and the evaluator's best metric survive a checkpoint."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from ignite.engine import Engine
 from monai.transforms import Compose, RandFlipd, RandZoomd
 
 from monai_exudate.data.transforms import RandFlipRotate90d
-from monai_exudate.engines import RunState
-from monai_exudate.engines.run_state import randomizable_objects
+from monai_exudate.engines import ResumeState
+from monai_exudate.engines.resume_state import randomizable_objects
 
 
 def _pipeline() -> Compose:
@@ -37,22 +37,22 @@ def test_random_states_round_trip_through_a_saved_checkpoint(tmp_path):
     pipeline = _pipeline()
     pipeline.set_random_state(seed=3)
     torch.manual_seed(1), np.random.seed(1), random.seed(1)
-    state = RunState(transforms=pipeline)
+    state = ResumeState(transforms=pipeline)
     torch.save(state.state_dict(), tmp_path / "state.pt")
     expected = _draws(pipeline)
 
     other = _pipeline()  # a fresh process: other seeds everywhere
     other.set_random_state(seed=99)
     torch.manual_seed(5), np.random.seed(5), random.seed(5)
-    RunState(transforms=other).load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    ResumeState(transforms=other).load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert _draws(other) == expected
 
 
 def test_best_metric_of_the_evaluator_is_restored():
     evaluator = Engine(lambda e, b: None)
     evaluator.state.best_metric, evaluator.state.best_metric_epoch = 0.625, 3
-    saved = RunState(evaluator=evaluator).state_dict()
+    saved = ResumeState(evaluator=evaluator).state_dict()
     fresh = Engine(lambda e, b: None)
     fresh.state.best_metric, fresh.state.best_metric_epoch = -1, -1
-    RunState(evaluator=fresh).load_state_dict(saved)
+    ResumeState(evaluator=fresh).load_state_dict(saved)
     assert (fresh.state.best_metric, fresh.state.best_metric_epoch) == (0.625, 3)

@@ -1,4 +1,4 @@
-"""The one rule that reads a yes/no bundle setting, however it arrives (JSON, the command line or Python)."""
+"""The one rule that reads a yes/no setting, however it arrives (JSON, the command line or Python)."""
 
 from __future__ import annotations
 

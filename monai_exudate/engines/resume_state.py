@@ -48,7 +48,7 @@ def _set_numpy_state(rs: Any, state: dict[str, Any]) -> None:
     rs.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["gauss"]))
 
 
-class RunState:
+class ResumeState:
     """``state_dict``/``load_state_dict`` of what an exact resume needs beyond model, optimizer, scheduler and trainer:
     the global random states (torch, CUDA, numpy, Python), each random transform's own ``R`` in ``transforms``, and
     the ``evaluator``'s best metric and its epoch.

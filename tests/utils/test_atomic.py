@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_exudate.data.atomic import (
+from monai_exudate.utils.atomic import (
     atomic_save_image,
     atomic_write_bytes,
     atomic_write_json,

@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file beside the target, then a rename, so no reader sees a half-written file.
 
 The one place the package writes files from (bytes, JSON, images, CSV tables); checkpoints go through Ignite's own
-atomic saver (``engines/checkpoint.py``).
+atomic saver (``engines/checkpoint_saver.py``).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
       restart (extra ones beyond ``n_saved`` are deleted, as an uninterrupted run would have), and temporary files
       left by a save that was killed are removed.
     - Key-metric saving: when its list is empty at ``STARTED`` of the evaluator but the evaluator already has a best
-      metric (restored by ``RunState`` on resume) and the file exists, that best is the score to beat, so the first
+      metric (restored by ``ResumeState`` on resume) and the file exists, that best is the score to beat, so the first
       validation after a resume replaces the file only when it is better.
 
     Every argument is ``CheckpointSaver``'s.

@@ -17,7 +17,7 @@ from ignite.engine import Engine, Events
 from mlflow.entities import RunTag
 from PIL import Image
 
-from monai_exudate.engines.model_package import PACKAGE_FILE
+from monai_exudate.bundle.paths import PACKAGE_FILE
 
 __all__ = ["MODEL_ARTIFACT", "MLflowModelHandler", "example_photo"]
 
@@ -36,7 +36,7 @@ class MLflowModelHandler:
       and ``git_commit``, from the model package; the experiment is tagged as a model-training one
       (``mlflow.experimentKind``), so MLflow 3's UI opens it on the runs, not on its GenAI view.
     - When training completes: the folders of ``artifact_folders``, sub-folders kept; the model as an MLflow pyfunc
-      model (:class:`~monai_exudate.inference.mlflow_model.FundusLesionModel`: photographs in, per-lesion
+      model (:class:`~monai_exudate.inference.mlflow_pyfunc.FundusLesionModel`: photographs in, per-lesion
       probability maps at the photograph's size out) under the run's ``model`` artifact path, with a signature, an
       input example (a small copy of ``example_image``), the bundle's configs, the weights with their model package
       and this package's code; then, when ``registered_model_name`` is set, a new version of that registered model
@@ -135,9 +135,11 @@ class MLflowModelHandler:
         if not self._trained_this_run:
             logger.info("no epoch was trained in this run: the model is not logged again")
             return None
+        # imported here, not at the top: the pyfunc model pulls in pandas and MLflow's model flavours, which only a
+        # training that logs its model needs (engines may import inference: docs/ARCHITECTURE.md, "Layers")
         import mlflow.pyfunc
 
-        from monai_exudate.inference.mlflow_model import IMAGE_COLUMN, FundusLesionModel, model_signature
+        from monai_exudate.inference.mlflow_pyfunc import IMAGE_COLUMN, FundusLesionModel, model_signature
 
         run = self._run()
         client = self.mlflow_handler.client
