@@ -33,7 +33,7 @@ DEMO_MODEL_WARNING = (
     "photographs are not meaningful (it marks optic discs and reflexes as lesions); train on your own photographs"
 )
 # the id, in each bundle's train.json, of the settings a model package holds
-SETTINGS_ID = "model_package_settings"
+SETTINGS_ID = "model_settings"
 # how evaluate.json and inference.json read a setting from the package: "$@model_settings['arch']"
 PACKAGE_REFERENCE = "$@model_settings["
 
