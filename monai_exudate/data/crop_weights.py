@@ -11,9 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scipy import ndimage
 
-from monai_exudate.utils.booleans import as_bool
-
-__all__ = ["SMALL_PATCH_SAMPLINGS", "ComponentBalancedWeightd", "component_balanced_weights", "small_branch_dataset"]
+__all__ = ["SMALL_PATCH_SAMPLINGS", "ComponentBalancedWeightd", "component_balanced_weights"]
 
 # how the DSM small-exudate branch's loader chooses its crop centres
 SMALL_PATCH_SAMPLINGS = ("pixels", "components")
@@ -89,19 +87,3 @@ class ComponentBalancedWeightd(MapTransform):
             array = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
             d[self.weight_key] = torch.from_numpy(component_balanced_weights(array, self.pos, self.neg)[None])
         return d
-
-
-def small_branch_dataset(shared: Any, own: Any, sampling: str, patch_training: Any) -> Any:
-    """The dataset of the DSM small-exudate branch's loader for the setting ``small_patch_sampling``.
-
-    ``"pixels"``: the large branch's dataset (``shared``: lesion-biased crops centred on lesion pixels, drawn anew for
-    each loader); ``"components"``: ``own``, whose crops are centred by :class:`ComponentBalancedWeightd` weights, which
-    only applies with patch training on.
-    """
-    if sampling not in SMALL_PATCH_SAMPLINGS:
-        raise ValueError(f"small_patch_sampling must be one of {SMALL_PATCH_SAMPLINGS}, got {sampling!r}.")
-    if sampling == "pixels":
-        return shared
-    if not as_bool(patch_training, "patch_training"):
-        raise ValueError("small_patch_sampling 'components' chooses crop centres: it needs patch_training true.")
-    return own

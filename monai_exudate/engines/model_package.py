@@ -37,7 +37,7 @@ class ModelPackageWriter:
 
     The package is what inference needs besides the weights, and where the model came from:
 
-    - ``settings``: the network definition and input geometry (the bundle's ``model_package_settings``). The
+    - ``settings``: the network definition and input geometry (the bundle's ``model_settings``). The
       bundles' ``evaluate.json`` and ``inference.json`` take these from the package
       (:func:`monai_exudate.inference.package_settings`) and refuse a run setting that contradicts one;
     - ``recipe``: the training settings (loss, schedule, optimiser), for the record;

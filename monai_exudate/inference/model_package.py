@@ -31,7 +31,7 @@ DEMO_MODEL_WARNING = (
     "photographs are not meaningful (it marks optic discs and reflexes as lesions); train on your own photographs"
 )
 # the id, in each bundle's train.json, of the settings a model package holds
-SETTINGS_ID = "model_package_settings"
+SETTINGS_ID = "model_settings"
 # how evaluate.json and inference.json read a setting from the package: "$@model_settings['arch']"
 PACKAGE_REFERENCE = "$@model_settings["
 
@@ -85,21 +85,26 @@ def model_origin(model_file: str | os.PathLike | None) -> dict[str, Any]:
     }
 
 
-def package_settings(model_file: str | os.PathLike | None, bundle: str) -> dict[str, Any]:
+def package_settings(
+    model_file: str | os.PathLike | None, bundle: str, unpackaged: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The network and geometry settings to run the model in ``model_file`` with, from its package.
 
-    ``evaluate.json`` and ``inference.json`` read each setting the package holds from here
-    (``"arch": "$@model_settings['arch']"``), so ``--ckpt_path model.pt`` is all a run needs. A value the run gives
-    itself for one of them (on the command line, or in a config file listed after the one reading the package) must
-    equal the package's: a contradiction raises ``SettingsError`` naming both values, before the network is built.
+    ``evaluate.json`` and ``inference.json`` take the whole model description from here (``model_settings``), and
+    the bundle's recipe (:mod:`monai_exudate.recipes`) builds the network, preprocessing, inferer and branch fusion
+    from it, so ``--ckpt_path model.pt`` is all a run needs. A value the run gives itself for one of them (on the
+    command line, in ``unpackaged``, or in a config file listed after the one reading the package) must equal the
+    package's: a contradiction raises ``SettingsError`` naming both values, before the network is built.
 
     Without a package (weights from elsewhere, or from before bundle version 0.6.0) the settings are the run's own:
-    the values it gives, else the last value the run's config files set, else the defaults in ``train.json`` of the
-    bundle named ``bundle`` (:func:`~monai_exudate.bundle.find_bundle_root`); a warning says so, since nothing then
-    checks that they match the weights.
+    ``unpackaged`` (the bundles' ``unpackaged_settings``), the values the run gives, else the last value the run's
+    config files set, else the defaults in ``train.json`` of the bundle named ``bundle``
+    (:func:`~monai_exudate.bundle.find_bundle_root`); a warning says so, since nothing then checks that they match
+    the weights.
     """
     run = current_run_settings()
     given, configured = _run_values(run)
+    given.update(unpackaged or {})
     package = read_model_package(model_file)
     if package is None:
         defaults = _train_defaults(Path(find_bundle_root(bundle)) / "configs" / "train.json")

@@ -35,6 +35,8 @@ TINY = {
     ],
 }  # fmt: skip
 NAMES = "[type(t).__name__ for t in {}.transforms]"
+# switches that describe the model: inference takes them from the model package (here: unpackaged_settings)
+MODEL_SWITCHES = ("fov_crop", "lr_only")
 RUNNER_SWITCHES = (
     "[@runner.amp, @runner.nifti, @runner.overwrite, @runner.strict, @runner.progress,"
     " @runner.outputs.overlay_side_by_side]"
@@ -125,7 +127,8 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     entries = ", ".join(f"'{name}': {expr}" for name, expr in record.items())
     content = {
         "probe_out": str(out),
-        "probe_init": ["$monai_exudate.bundle.start_run()"],
+        # as the bundles' own initialize: the model description is read while the run's settings are known
+        "probe_init": ["$monai_exudate.bundle.start_run()", "@model_settings"],
         "probe": f"$open(@probe_out, 'w').write(repr({{{entries}}}))",
     }
     if kind == "infer":
@@ -135,9 +138,17 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     files = [str(BUNDLES / bundle / "configs" / c) for c in configs] + [str(probe)]
     given = OFF if value == "off" else ON
     argv = ["run", "probe", "--init_id", "probe_init", "--config_file", json.dumps(files)]
-    argv += ["--meta_file", str(BUNDLES / bundle / "configs" / "metadata.json"), *TINY[bundle]]
+    argv += ["--meta_file", str(BUNDLES / bundle / "configs" / "metadata.json")]
+    if kind == "infer":  # no model package: the model's settings are given as unpackaged_settings
+        tiny = TINY[bundle]
+        unpackaged = {tiny[i][2:]: json.loads(tiny[i + 1]) for i in range(0, len(tiny), 2)}
+        unpackaged.update({name: given[name] for name in switches if name in MODEL_SWITCHES})
+        argv += ["--unpackaged_settings", json.dumps(unpackaged)]
+    else:
+        argv += TINY[bundle]
     for name in switches:
-        argv += [f"--{name}", given[name]]
+        if kind != "infer" or name not in MODEL_SWITCHES:
+            argv += [f"--{name}", given[name]]
     if kind != "infer":
         (root / "data").mkdir()  # a folder that is used as it is when synthetic is off
         argv += ["--dataset_dir", str(root / "data"), "--synthetic_num", "2", "--synthetic_size", "[160,112]"]

@@ -1,7 +1,9 @@
-"""Inference with a dataset overlay builds the network and input geometry that training with it used."""
+"""Inference of a model trained with a dataset overlay builds the network and input geometry training used: the
+model package written from training's ``model_settings`` describes them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +33,19 @@ def _parser(bundle: str, *configs: str, ckpt_dir: Path | None = None) -> ConfigP
     return parser
 
 
+def _trained(bundle: str, overlay: str, models: Path) -> tuple[ConfigParser, ConfigParser]:
+    """Training's parser with the overlay, and inference's reading the package training writes into ``models``."""
+    training = _parser(bundle, "train.json", overlay, ckpt_dir=models)
+    models.mkdir(parents=True, exist_ok=True)
+    package = {"format": 1, "bundle": bundle, "settings": training.get_parsed_content("model_settings")}
+    (models / "model_package.json").write_text(json.dumps(package))
+    return training, _parser(bundle, "inference.json", overlay, ckpt_dir=models)
+
+
 @pytest.mark.parametrize(("bundle", "overlay", "size_key", "expected"), CASES)
 def test_inference_with_the_overlay_matches_training(tmp_path, bundle, overlay, size_key, expected):
-    inference = _parser(bundle, "inference.json", overlay, ckpt_dir=tmp_path / "models")
-    training = _parser(bundle, "train.json", overlay, ckpt_dir=tmp_path / "models")
-    assert inference[size_key] == training[size_key]
+    training, inference = _trained(bundle, overlay, tmp_path / "models")
+    assert inference.get_parsed_content("model_settings")[size_key] == training[size_key]
     shapes = [
         {k: tuple(v.shape) for k, v in p.get_parsed_content("network_def").state_dict().items()}
         for p in (inference, training)
@@ -48,14 +58,14 @@ def test_inference_with_the_overlay_matches_training(tmp_path, bundle, overlay, 
     assert tuple(image.shape) == (3, *expected) and image.dtype == torch.float32
 
 
-def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window():
+def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window(tmp_path):
     from monai.inferers import SlidingWindowInferer
 
-    inference = _parser("exudate_dsm", "inference.json", "cpu.json")
-    training = _parser("exudate_dsm", "train.json", "cpu.json")
-    for parser in (inference, training):
-        assert parser["arch"] == "unet" and parser["dual"] is True and parser["patch_training"] is True
-    assert inference["patch_size"] == training["patch_size"] and inference["net_dropout"] == training["net_dropout"]
+    training, inference = _trained("exudate_dsm", "cpu.json", tmp_path / "models")
+    described = inference.get_parsed_content("model_settings")
+    for settings in (described, training.get_parsed_content("model_settings")):
+        assert settings["arch"] == "unet" and settings["dual"] is True and settings["patch_training"] is True
+    assert described["patch_size"] == training["patch_size"] and described["net_dropout"] == training["net_dropout"]
     inferer = inference.get_parsed_content("inferer").inferer  # inside the test-time flip wrapper
     assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == training["patch_size"]
     names = [type(t).__name__ for t in training.get_parsed_content("train#augmentation")]

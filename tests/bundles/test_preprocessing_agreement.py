@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,27 @@ def _photo(folder: Path) -> dict[str, str]:
     return {"image": str(folder / "photo.png"), "EX": str(folder / "photo_EX.png")}
 
 
-def _chain(bundle: str, configs: list[str], name: str, tmp_path: Path):
+def _parser(bundle: str, configs: list[str], overrides: dict) -> ConfigParser:
     folder = REPO / "bundles" / bundle / "configs"
     parser = ConfigParser()
     parser.read_config([str(folder / c) for c in configs])
-    parser.update({**SETTINGS[bundle], "ckpt_path": str(tmp_path / "absent.pt"), "lesions": ["EX"]})
-    return parser.get_parsed_content(name)
+    parser.update(overrides)
+    return parser
+
+
+def _package(bundle: str, tmp_path: Path, overrides: dict) -> Path:
+    """Write the model package training would: the resolved ``model_settings`` of ``train.json``; returns the path
+    of the (absent) weights beside it."""
+    settings = _parser(bundle, ["train.json"], overrides).get_parsed_content("model_settings")
+    (tmp_path / "model_package.json").write_text(json.dumps({"format": 1, "bundle": bundle, "settings": settings}))
+    return tmp_path / "model.pt"
+
+
+def _chain(bundle: str, configs: list[str], name: str, tmp_path: Path):
+    overrides = {**SETTINGS[bundle], "lesions": ["EX"]}
+    if "train.json" not in configs or len(configs) > 1:  # evaluation and inference: everything from the package
+        overrides = {"ckpt_path": str(_package(bundle, tmp_path, overrides))}
+    return _parser(bundle, configs, overrides).get_parsed_content(name)
 
 
 @pytest.mark.parametrize("bundle", sorted(SETTINGS))
@@ -44,7 +60,7 @@ def test_training_evaluation_and_inference_prepare_the_photograph_alike(bundle, 
     train = _chain(bundle, ["train.json"], "validate#preprocessing", tmp_path)
     evaluate = _chain(bundle, ["train.json", "evaluate.json"], "validate#preprocessing", tmp_path)
     infer = _chain(bundle, ["inference.json"], "preprocessing", tmp_path)
-    assert "no model_package.json" in caplog.text  # no package beside the absent weights: the run's settings apply
+    assert "no model_package.json" not in caplog.text  # the package written from train.json's model_settings
     trained, evaluated, inferred = train(dict(item)), evaluate(dict(item)), infer({"image": item["image"]})
     assert tuple(trained["image"].shape[1:]) == tuple(SETTINGS[bundle].get("spatial_size", [96, 64]))
     assert torch.equal(trained["image"].as_tensor(), evaluated["image"].as_tensor())
@@ -65,9 +81,9 @@ def test_training_and_inference_build_the_same_network_and_post_processing(bundl
     train.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
     tiny = {"net_width": 8} if bundle == "exudate_dsm" else {"net_width": 4, "stage1_channels": 8, "head_channels": 8}
     train.update({**SETTINGS[bundle], **tiny})
-    infer = ConfigParser()
-    infer.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
-    infer.update({**SETTINGS[bundle], **tiny, "ckpt_path": str(tmp_path / "absent.pt")})
+    infer = _parser(
+        bundle, ["inference.json"], {"ckpt_path": str(_package(bundle, tmp_path, {**SETTINGS[bundle], **tiny}))}
+    )
     trained, inferred = train.get_parsed_content("network_def"), infer.get_parsed_content("network_def")
     assert type(trained) is type(inferred)
     shapes = [{k: tuple(v.shape) for k, v in n.state_dict().items()} for n in (trained, inferred)]

@@ -85,8 +85,8 @@ def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_pat
     (bundle / "configs").mkdir(parents=True)
     (bundle / "configs" / "metadata.json").write_text("{}")
     monkeypatch.chdir(tmp_path)  # find_bundle_root looks in ./bundles/<name>
-    train = {"arch": "pspnet", "spatial_size": [384, 256], "fov_crop": True, "model_package_settings": {}}
-    train["model_package_settings"] = {name: f"@{name}" for name in ("arch", "spatial_size", "fov_crop")}
+    train = {"arch": "pspnet", "spatial_size": [384, 256], "fov_crop": True, "model_settings": {}}
+    train["model_settings"] = {name: f"@{name}" for name in ("arch", "spatial_size", "fov_crop")}
     (bundle / "configs" / "train.json").write_text(json.dumps(train))
     models = tmp_path / "models"
     models.mkdir()

@@ -1,0 +1,119 @@
+"""Rules both bundles share: which handlers a rank attaches, and MLflow parameters from the model description."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.handlers import MLFlowHandler, StatsHandler
+
+from monai_exudate.engines import (
+    AtomicCheckpointSaver,
+    NonFiniteOutputHandler,
+    OperatingThresholdHandler,
+    PRCurveHandler,
+    ValidationOverlayHandler,
+)
+
+__all__ = ["experiment_params", "handlers_for_rank", "validation_handlers", "validation_main_rank_handlers"]
+
+
+def handlers_for_rank(every_rank: Sequence[Any], main_rank_only: Sequence[Any], is_main_rank: bool) -> list[Any]:
+    """The handlers one rank attaches: ``every_rank``, then ``main_rank_only`` on the main rank.
+
+    Handlers a config refers to by id resolve to None when disabled (MONAI drops only disabled items written inside
+    the list), so None entries are left out. Checkpoint savers are built on every rank and attached on the main rank
+    only, because Ignite's ``Checkpoint`` runs a collective when it is constructed.
+    """
+    chosen = list(every_rank) + (list(main_rank_only) if is_main_rank else [])
+    return [handler for handler in chosen if handler is not None]
+
+
+def experiment_params(*sections: Mapping[str, Any]) -> dict[str, Any]:
+    """One flat dictionary of MLflow parameters from the dictionaries the model package is written from.
+
+    ``sections`` are, in order, the model settings (network and preprocessing), the training recipe and the run's
+    own settings (data, seed, precision); a later section does not replace an earlier one's value, so a name keeps
+    the meaning the model package gives it. Nested dictionaries are flattened with dotted names.
+    """
+    params: dict[str, Any] = {}
+    for section in sections:
+        for name, value in _flat(section):
+            params.setdefault(name, value)
+    return params
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            items.extend(_flat(value, key + "."))
+        else:
+            items.append((key, value))
+    return items
+
+
+def validation_handlers(
+    network: torch.nn.Module,
+    ckpt_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    lesions: Sequence[str],
+    missing_masks: str = "negative",
+    threshold_file: str | os.PathLike | None = None,
+    threshold_map_settings: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    """The validation handlers every rank attaches, the same in both bundles.
+
+    In order: the operating threshold chosen on the validation set (when ``threshold_file`` is given), the metrics
+    log, the best-model saver (``model.pt`` in ``ckpt_dir`` on a better key metric), the non-finite output guard and
+    the PR curves (``output_dir/pr_curves``). The threshold, saver and PR curves hold set-wide state, so every rank
+    attaches them (their metrics are reduced over ranks) and only the main rank writes: Ignite's ``DiskSaver`` saves
+    on rank 0, the others write through :func:`~monai_exudate.data.atomic.atomic_write_json` on the main rank.
+    """
+    handlers: list[Any] = []
+    if threshold_file is not None:
+        handlers.append(
+            OperatingThresholdHandler(
+                path=threshold_file, lesion_names=lesions, missing_masks=missing_masks,
+                map_settings=dict(threshold_map_settings or {}),
+            )
+        )
+    handlers += [
+        StatsHandler(iteration_log=False),
+        AtomicCheckpointSaver(
+            save_dir=str(ckpt_dir), save_dict={"model": network}, save_key_metric=True, key_metric_filename="model.pt"
+        ),
+        NonFiniteOutputHandler(),
+        PRCurveHandler(output_dir=os.path.join(output_dir, "pr_curves"), lesion_names=lesions,
+                       missing_masks=missing_masks),  # fmt: skip
+    ]
+    return handlers
+
+
+def validation_main_rank_handlers(
+    output_dir: str | os.PathLike,
+    lesions: Sequence[str],
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    num_overlays: int = 4,
+) -> list[Any]:
+    """The validation handlers of the main rank only: overlays of the first ``num_overlays`` images
+    (``output_dir/overlays``) and the validation metrics in the training's MLflow run."""
+    return [
+        ValidationOverlayHandler(
+            output_dir=os.path.join(output_dir, "overlays"),
+            lesion_names=lesions,
+            num_images=num_overlays,
+            image_mean=image_mean,
+            image_std=image_std,
+        ),
+        MLFlowHandler(
+            tracking_uri=tracking_uri, experiment_name=experiment_name, run_name=run_name, iteration_log=False
+        ),
+    ]
