@@ -49,7 +49,7 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def describe(obj: Any, depth: int = 6) -> Any:
+def describe_components(obj: Any, depth: int = 6) -> Any:
     """A JSON value describing ``obj``: its settings, not its identity, so equal settings give equal descriptions.
 
     Numbers, strings and containers are kept, arrays and tensors listed (or hashed when long), functions and classes
@@ -62,35 +62,35 @@ def describe(obj: Any, depth: int = 6) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
     if isinstance(obj, enum.Enum):
-        return describe(obj.value, depth)
+        return describe_components(obj.value, depth)
     if isinstance(obj, np.generic):
-        return describe(obj.item(), depth)
+        return describe_components(obj.item(), depth)
     if isinstance(obj, (torch.device, torch.dtype, np.dtype, os.PathLike)):
         return str(obj)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         array = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
         if array.size <= _MAX_LISTED:
-            return describe(array.tolist(), depth)
+            return describe_components(array.tolist(), depth)
         return {"shape": list(array.shape), "sha256": hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()}
     if isinstance(obj, nn.Module):
         flags = {
-            k: describe(v)
+            k: describe_components(v)
             for k, v in sorted(vars(obj).items())
             if not k.startswith("_") and k not in _IGNORED_ATTRIBUTES and isinstance(v, (bool, int, float, str))
         }
         return {"class": _name(type(obj)), **flags}
     if isinstance(obj, Mapping):
-        return {str(k): describe(v, depth) for k, v in obj.items()}
+        return {str(k): describe_components(v, depth) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         values = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        return [describe(v, depth) for v in values]
+        return [describe_components(v, depth) for v in values]
     if isinstance(obj, type) or _is_function(obj):
         return _name(obj)
     attributes = getattr(obj, "__dict__", None)
     if depth <= 0 or not isinstance(attributes, dict):
         return _name(type(obj))
     public = {
-        k: describe(v, depth - 1)
+        k: describe_components(v, depth - 1)
         for k, v in sorted(attributes.items())
         if not k.startswith("_") and k not in _IGNORED_ATTRIBUTES
     }

@@ -29,7 +29,7 @@ from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.records import (
     RunManifest,
     canonical,
-    describe,
+    describe_components,
     folder_lock,
     new_run_id,
     utc_now,
@@ -39,6 +39,7 @@ from monai_exudate.inference.summary import SummaryTable, model_columns
 from monai_exudate.inference.writers import OUTPUT_FORMATS, OutputLayout
 from monai_exudate.utils.atomic import remove_partial_files
 from monai_exudate.utils.hashing import file_sha256
+from monai_exudate.utils.json_values import json_round_trip
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +112,15 @@ class FundusInferenceRunner:
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
         model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
-        provenance: JSON-able facts recorded and compared with the settings (the bundles give their name and
+        provenance: JSON-able facts recorded with each run in the manifest (the bundles give their name and
             version, and under ``"model"`` the model's origin, :func:`~monai_exudate.inference.model_origin`; a
             model trained only on the synthetic set is announced as a demo model at the start and the end).
+        output_settings: the resolved settings that change the outputs (JSON-able; the bundles give the model
+            package's settings, its calibration, the test-time flips and the sliding-window overlap). With the model
+            file's hash, the threshold, the lesions, the overlay options and the legend's model line they are the
+            folder's identity, so a library upgrade that changes no setting leaves finished folders valid. None:
+            the components themselves are described instead (:func:`~monai_exudate.inference.records.
+            describe_components`), which a new attribute of a MONAI class changes.
         max_image_pixels: photographs whose header declares more pixels are refused before decoding.
         input_root: ``summary.csv`` names images relative to this folder (the bundles give the folder or file they
             read); None: by the paths as given.
@@ -148,6 +155,7 @@ class FundusInferenceRunner:
         provenance: Mapping[str, Any] | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         input_root: str | os.PathLike | None = None,
+        output_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(preprocessing, Compose):
             raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
@@ -193,6 +201,7 @@ class FundusInferenceRunner:
         self.provenance = dict(provenance or {})
         self.max_image_pixels = int(max_image_pixels)
         self.input_root = input_root
+        self.output_settings = None if output_settings is None else json_round_trip(output_settings)
         self._model_columns = model_columns(self.threshold, self.provenance, self.model_file)
         self.outputs = ImageOutputs(
             self.layout, names, self.threshold, self.formats, overlay_alpha, overlay_format, overlay_legend,
@@ -206,21 +215,25 @@ class FundusInferenceRunner:
             if not self.model_file.is_file():
                 raise FileNotFoundError(f"model_file not found: {self.model_file}")
             model = {"sha256": file_sha256(self.model_file)}  # the path is in the run record: moving it is no change
-        return canonical(
-            {
-                "provenance": describe(self.provenance),
-                "model": model,
-                "lesions": self.lesion_names,
-                "threshold": self.threshold,
-                "overlay_alpha": self.outputs.overlay_alpha,
-                "overlay_legend": self.outputs.overlay_legend,
-                "overlay_side_by_side": self.outputs.overlay_side_by_side,
-                "network": describe(self.network),
-                "preprocessing": describe(self.preprocessing),
-                "postprocessing": describe(self.postprocessing),
-                "inferer": describe(self.inferer),
-            }
-        )
+        identity: dict[str, Any] = {
+            "model": model,
+            "lesions": self.lesion_names,
+            "threshold": self.threshold,
+            "overlay_alpha": self.outputs.overlay_alpha,
+            "overlay_legend": self.outputs.overlay_legend,
+            "overlay_side_by_side": self.outputs.overlay_side_by_side,
+            "legend_model": self.outputs.legend_model,
+        }
+        if self.output_settings is not None:
+            identity["settings"] = self.output_settings
+        else:
+            identity.update(
+                network=describe_components(self.network),
+                preprocessing=describe_components(self.preprocessing),
+                postprocessing=describe_components(self.postprocessing),
+                inferer=describe_components(self.inferer),
+            )
+        return canonical(identity)
 
     def run(self, items: Sequence[Mapping[str, Any] | str | os.PathLike]) -> InferenceReport:
         """Segment ``items`` (dicts with ``image_key`` or paths) and return the report, which is also logged."""
@@ -251,6 +264,7 @@ class FundusInferenceRunner:
             "device": str(self.device),
             "amp": self.amp,
             "encoding": PNG_ENCODING,
+            "provenance": json_round_trip(self.provenance),
         }
         manifest = RunManifest(self.output_dir, run_id, self.settings(), run_info)
         if manifest.check(table.images(), self.overwrite):

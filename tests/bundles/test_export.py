@@ -30,7 +30,8 @@ BUNDLES = {
 def _network(bundle: str, ckpt_dir: Path) -> torch.nn.Module:
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
-    parser.update({**BUNDLES[bundle][0], "ckpt_dir": str(ckpt_dir)})  # not the shipped model's package
+    # no model package in ckpt_dir (not the shipped model's): the tiny settings are the weights' description
+    parser.update({"unpackaged_settings": BUNDLES[bundle][0], "ckpt_dir": str(ckpt_dir)})
     return parser.get_parsed_content("network_def").eval()
 
 
@@ -56,7 +57,7 @@ def test_exported_equals_eager_and_runs_inference(bundle, kind, tmp_path):
         input_shape=shape,
         ckpt_dir=str(tmp_path / "no_model"),  # the settings are this test's, not the shipped model package's
         **({"use_trace": True} if kind == "ts" else {}),
-        **overrides,
+        unpackaged_settings=overrides,
     )
     exported = load_exported_network(exported_path)
     x = torch.randn(*shape)
@@ -77,7 +78,7 @@ def test_exported_equals_eager_and_runs_inference(bundle, kind, tmp_path):
         exported_model=str(exported_path),
         num_workers=0,
         progress=False,
-        **overrides,
+        unpackaged_settings=overrides,
     )
     prob = out / "photo_EX_prob.png"
     assert prob.is_file() and Image.open(prob).size == (130, 90)

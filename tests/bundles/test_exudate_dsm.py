@@ -54,8 +54,10 @@ def test_training_writes_checkpoints_and_mlflow_run(trained, run_artifacts):
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
     data = runs[0].data
-    assert data.params["arch"] == "pspnet" and data.params["loss"] == "dsm"
-    # every setting of the recipe is a parameter of the run, the data's origin included
+    assert data.params["arch"] == "pspnet" and data.params["loss_name"] == "dsm"
+    # every setting of the model package and the recipe is a parameter of the run, under its name in the package
+    for name in (*package["settings"], *package["recipe"]):
+        assert name in data.params, name
     for name in (
         "momentum", "weight_decay", "poly_power", "aux_weight", "fov_crop", "val_interval", "pretrained_path",
         "pooling_norm", "augmentation_variants", "rotate_non_square",
@@ -128,7 +130,7 @@ def test_inference_writes_maps_at_original_size(trained):
     )
     stem = photos[0].stem
     # the model trained on the synthetic set says so in the output folder's record
-    origin = json.loads((out / "manifest.json").read_text())["settings"]["provenance"]["model"]
+    origin = json.loads((out / "manifest.json").read_text())["runs"][-1]["provenance"]["model"]
     assert origin["synthetic"] is True and origin["trained_on"] == "the synthetic demo set"
     written = [out / f"{stem}_EX_prob.png", out / f"{stem}_EX_mask.png", out / f"{stem}_overlay.jpg"]
     assert all(p.is_file() for p in written), sorted(p.name for p in out.iterdir())
@@ -148,8 +150,7 @@ def test_inference_refuses_a_setting_that_contradicts_the_model_package(trained,
             dataset_dir=str(photos[0].parent),
             ckpt_dir=trained["ckpt_dir"],
             output_dir=str(tmp_path / "out"),
-            net_width=8,
-            spatial_size=[128, 96],
+            unpackaged_settings={"net_width": 8, "spatial_size": [128, 96]},
         )
     refusal = root_cause(raised.value)
     assert isinstance(refusal, SettingsError)
@@ -158,7 +159,7 @@ def test_inference_refuses_a_setting_that_contradicts_the_model_package(trained,
     assert not (tmp_path / "out").exists()
 
 
-def test_verify_metadata_and_network_shapes():
+def test_verify_metadata_and_network_shapes(tmp_path):
     if not SCHEMA.is_file():
         pytest.fail(f"bundle schema not found at {SCHEMA}: the tests need ../shared/schema beside the repository",
                     pytrace=False)
@@ -167,7 +168,8 @@ def test_verify_metadata_and_network_shapes():
         net_id="network_def",
         meta_file=str(CONFIGS / "metadata.json"),
         config_file=str(CONFIGS / "inference.json"),
-        net_width=8,
+        ckpt_dir=str(tmp_path / "no_model"),  # weights without a package: the tiny settings describe them
+        unpackaged_settings={"net_width": 8},
     )
 
 
@@ -217,9 +219,10 @@ def test_idrid_overlay_resizes_without_fov_crop(config, tmp_path):
         parser = ConfigParser()
         parser.read_config(str(CONFIGS / config))
         parser.update({"ckpt_dir": str(tmp_path)})  # no model trained in the bundle's own models/ (its package) counts
-        if overlay:  # inference takes the overlay's preprocessing settings by override
+        if overlay:  # inference of weights without a package takes the overlay's settings as unpackaged_settings
             settings = json.loads((CONFIGS / overlay).read_text())
-            parser.update({"fov_crop": settings.get("fov_crop", True)})
+            given = {"fov_crop": settings.get("fov_crop", True)}
+            parser.update(given if config == "train.json" else {"unpackaged_settings": given})
         found[overlay] = any(isinstance(t, FieldOfViewCropd) for t in parser.get_parsed_content(key).transforms)
     assert found == {None: True, "idrid.json": False, "ddr.json": True}
 

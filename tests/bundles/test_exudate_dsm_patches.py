@@ -53,7 +53,7 @@ def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "patch_pos": 1.0, "patch_neg": 0.0})
     parser.get_parsed_content("initialize")
     large = next(iter(parser.get_parsed_content("train#dataloader")))
-    small = next(iter(parser.get_parsed_content("train#small_branch_dataloader")))
+    small = next(iter(parser.get_parsed_content("train#small_branch_loader")))
     batch = parser["batch_size"] * parser["patch_samples"]
     assert large["image"].shape == (batch, 3, 32, 32) and large["label"].shape == (batch, 1, 32, 32)
     assert small["image"].shape == large["image"].shape
@@ -97,19 +97,18 @@ def test_evaluate_and_inference_use_the_stored_threshold(trained):
     assert metrics["EX_threshold"] == pytest.approx(stored)
     assert 0.0 <= metrics["EX_f_at_threshold"] <= 1.0 and 0.0 <= metrics["EX_f"] <= 1.0  # beside the 0.5 scores
 
-    inference = {k: trained["overrides"][k] for k in ("arch", "net_width", "net_dropout", "spatial_size",
-                                                      "patch_training", "patch_size")}  # fmt: skip
-    parser = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], **inference)
+    # the trained model's package describes the network, geometry and patch inference: nothing else is given
+    parser = _parser("inference.json", ckpt_dir=trained["ckpt_dir"])
     assert parser.get_parsed_content("threshold") == pytest.approx(stored)
     assert isinstance(parser.get_parsed_content("inferer").inferer, SlidingWindowInferer)
-    flipped = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], tta_flip_axes=[0], **inference)
+    flipped = _parser("inference.json", ckpt_dir=trained["ckpt_dir"], tta_flip_axes=[0])
     with mock.patch("monai_exudate.inference.threshold_file.logger") as logger:
         assert flipped.get_parsed_content("threshold") == pytest.approx(stored)
     assert "tta_flip_axes [0] (chosen with [])" in logger.warning.call_args.args[-1]
     photos = sorted(Path(trained["dataset_dir"]).rglob("b. Testing Set/IDRiD_*.jpg"))
     out = Path(trained["root"]) / "infer"
     run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),
-        dataset_dir=str(photos[0].parent), ckpt_dir=trained["ckpt_dir"], output_dir=str(out), **inference)  # fmt: skip
+        dataset_dir=str(photos[0].parent), ckpt_dir=trained["ckpt_dir"], output_dir=str(out))  # fmt: skip
     from PIL import Image
 
     prob = out / f"{photos[0].stem}_EX_prob.png"
@@ -120,14 +119,13 @@ def test_small_branch_loader_can_centre_its_crops_on_lesion_components(tmp_path)
     parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "small_patch_sampling": "components"})
     parser.get_parsed_content("initialize")
     large_names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
-    small_names = [type(t).__name__ for t in parser.get_parsed_content("train#small_preprocessing").transforms]
+    small_set = parser.get_parsed_content("train#small_branch_dataset")
+    assert small_set is not parser.get_parsed_content("train#dataset")
+    small_names = [type(t).__name__ for t in small_set.transform.transforms]
     assert "RandCropByPosNegLabeld" in large_names and "RandWeightedCropd" not in large_names
     assert "ComponentBalancedWeightd" in small_names and "RandWeightedCropd" in small_names
-    small_set = parser.get_parsed_content("train#small_branch_dataset")
-    assert small_set is parser.get_parsed_content("train#component_crop_dataset")
-    assert small_set is not parser.get_parsed_content("train#dataset")
     large = next(iter(parser.get_parsed_content("train#dataloader")))
-    small = next(iter(parser.get_parsed_content("train#small_branch_dataloader")))
+    small = next(iter(parser.get_parsed_content("train#small_branch_loader")))
     assert small["image"].shape == large["image"].shape and small["label"].shape == large["label"].shape
     # the resume state holds the random transforms of both loaders' pipelines
     state = parser.get_parsed_content("train#run_state")
@@ -138,7 +136,6 @@ def test_pixel_sampling_shares_the_large_branch_dataset(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), **PATCHES)
     assert parser["small_patch_sampling"] == "pixels"
     assert parser.get_parsed_content("train#small_branch_dataset") is parser.get_parsed_content("train#dataset")
-    assert parser.get_parsed_content("train#component_crop_dataset") is None  # never built, never cached
 
 
 @pytest.mark.parametrize(

@@ -212,8 +212,7 @@ def test_inference_writes_maps_at_original_size(trained):
         output_dir=str(out),
         progress=False,
         num_threads=1,
-        **NET,
-    )
+    )  # the trained model's package gives the network and geometry
     for photo in photos:
         size = Image.open(photo).size
         for lesion in LESIONS:
@@ -241,7 +240,7 @@ def test_dataset_overlays_follow_the_published_schedule(overlay, num_train, iter
     assert all(side % net.stride == 0 for side in crop) and net.hr_scale * 2 == crop[0]
 
 
-def test_verify_metadata_and_network_shapes():
+def test_verify_metadata_and_network_shapes(tmp_path):
     if not SCHEMA.is_file():
         pytest.fail(f"bundle schema not found at {SCHEMA}: the tests need ../shared/schema beside the repository",
                     pytrace=False)
@@ -251,7 +250,8 @@ def test_verify_metadata_and_network_shapes():
         meta_file=str(CONFIGS / "metadata.json"),
         config_file=str(CONFIGS / "inference.json"),
         n=8,
-        **NET,
+        ckpt_dir=str(tmp_path / "no_model"),  # weights without a package: the tiny settings describe them
+        unpackaged_settings=NET,
     )
 
 
@@ -265,11 +265,11 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
         config_file=str(CONFIGS / "inference.json"),
         use_trace=True,
         input_shape=[1, 3, 64, 64],
-        **NET,
+        ckpt_dir=trained["ckpt_dir"],  # its package describes the network
     )
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
-    parser.update(NET)
+    parser.update({"ckpt_dir": trained["ckpt_dir"]})
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=False))
     net.eval()

@@ -29,19 +29,24 @@ SAMPLER_SET_SIZES = (12, 7)  # full batches on both ranks; one image padded and 
 
 
 def _sampler_orders(rank: int, world: int, init_file: str, out_dir: str, batch: int) -> None:
-    """One gloo process: the two training samplers of ``multi_gpu_train.json``, built as the bundle builds them (no
+    """One gloo process: the two training samplers of ``train.json``, built as the bundle builds them (no
     ``num_replicas``/``rank``: the process group supplies them), and their orders for epochs 0-2 written as JSON."""
     import torch.distributed as dist
     from monai.bundle import ConfigParser
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        config = json.loads((CONFIGS / "multi_gpu_train.json").read_text())
+        config = json.loads((CONFIGS / "train.json").read_text())
         orders = {}
         for size in SAMPLER_SET_SIZES:
-            parser = ConfigParser({"seed": 0, "batch_size": batch, "data": list(range(size))})
-            for key in ("train#sampler", "train#small_branch_sampler"):
-                parser[key.split("#")[1]] = {**config[key], "dataset": "@data"}
+            parser = ConfigParser({
+                "imports": ["$import monai_exudate.recipes.exudate_dsm"],
+                "seed": 0, "batch_size": batch, "data": list(range(size)),
+                "sampler": {**config["train"]["sampler"], "dataset": "@data"},
+                # the small branch's loader as train.json builds it (train#small_branch_loader)
+                "small_branch_sampler": "$monai_exudate.recipes.exudate_dsm.small_branch_loader("
+                "@data, True, @batch_size, @seed).sampler",
+            })  # fmt: skip
             orders[size] = {}
             for name in ("sampler", "small_branch_sampler"):
                 sampler = parser.get_parsed_content(name)
@@ -145,12 +150,15 @@ def test_main_rank_handlers_are_chosen_by_id_not_by_list_index(bundle, monkeypat
         assert not re.search(r"handlers#\d", path.read_text()), path
     parser = ConfigParser()
     parser.read_config([str(configs / "train.json"), str(configs / "multi_gpu_train.json")])
-    for section in ("train", "validate"):
-        # a handler another one uses (the MLflow run) has its own id; the list refers to it
-        main_only = [parser[h[1:]] if isinstance(h, str) else h for h in parser[f"{section}#handlers_main_rank"]]
-        assert main_only and all(h["_disabled_"] == "$not @is_main_rank" for h in main_only)
-        assert not any("_disabled_" in h for h in parser[f"{section}#handlers"])
-        assert "MLFlowHandler" in {h["_target_"].split(".")[-1] for h in main_only}
+    glue = "$monai_exudate.recipes.common.handlers_for_rank(@{0}#handlers, @{0}#handlers_main_rank, @is_main_rank)"
+    assert parser["train#trainer#train_handlers"] == glue.format("train")
+    assert parser["validate#evaluator#val_handlers"] == glue.format("validate")
+    # a handler another one uses (the MLflow run) has its own id; the list refers to it
+    main_only = [parser[h[1:]] if isinstance(h, str) else h for h in parser["train#handlers_main_rank"]]
+    assert "MLFlowHandler" in {h["_target_"].split(".")[-1] for h in main_only}
+    assert not {"MLFlowHandler", "StatsHandler"} & {h["_target_"].split(".")[-1] for h in parser["train#handlers"]}
+    factories = {parser[f"validate#{name}"]["_target_"].split(".")[-1] for name in ("handlers", "handlers_main_rank")}
+    assert factories == {"validation_handlers", "validation_main_rank_handlers"}
     for rank, expected in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)
         parser.parse()

@@ -152,9 +152,11 @@ def test_hrdecoder_rescales_the_full_resolution_photograph_as_the_authors():
     configs = REPO / "bundles" / "fundus_lesion_hrdecoder" / "configs"
     parser = ConfigParser()
     parser.read_config([str(configs / "train.json"), str(configs / "idrid.json")])
-    cached = parser.get_parsed_content("train_load_transforms")
-    assert not any(isinstance(t, AntialiasedResized) for t in cached)
+    chain = parser.get_parsed_content("train#preprocessing").transforms
     rescale = parser.get_parsed_content("train#augmentation")[0]
+    cached = chain[: chain.index(rescale)]
+    assert not any(isinstance(t, AntialiasedResized) for t in cached)
     assert isinstance(rescale, RandRescaled) and rescale.ratio_range == (0.5, 2.0)
     assert rescale.resizer.spatial_size == (2880, 1920)
-    assert any(isinstance(t, AntialiasedResized) for t in parser.get_parsed_content("load_transforms"))  # validation
+    validation = parser.get_parsed_content("validate#preprocessing").transforms
+    assert any(isinstance(t, AntialiasedResized) for t in validation)

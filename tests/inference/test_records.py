@@ -106,11 +106,42 @@ def test_manifest_records_what_made_the_folder(tmp_path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     settings = manifest["settings"]
     assert settings["model"]["sha256"] == hashlib.sha256(b"weights one").hexdigest()
-    assert settings["threshold"] == 0.4 and settings["lesions"] == ["EX"] and settings["provenance"] == provenance
+    assert settings["threshold"] == 0.4 and settings["lesions"] == ["EX"] and "provenance" not in settings
     assert any(t["class"].endswith("FieldOfViewCropd") for t in settings["preprocessing"]["transforms"])
     (run,) = manifest["runs"]
+    assert run["provenance"] == provenance  # recorded with the run; a new bundle version leaves the folder valid
     assert (run["found"], run["processed"], run["skipped"], run["failed"], run["completed"]) == (1, 1, 0, 0, True)
     assert run["formats"] == ["prob", "mask", "overlay"] and run["model_file"] == str(model)
+
+
+def test_the_folder_identity_is_the_output_settings_and_the_model_hash(tmp_path) -> None:
+    """With the settings that change the outputs given, a library upgrade that adds an attribute to a transform (or
+    a new bundle version) leaves a finished folder valid; a changed setting or model does not."""
+    items = [_write(tmp_path / "a.png"), _write(tmp_path / "b.png", seed=1)]
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights one")
+    out = tmp_path / "out"
+    given = {"model": {"spatial_size": [96, 64], "fov_crop": True}, "tta_flip_axes": []}
+    first = _runner(out, model_file=model, output_settings=given, provenance={"version": "1.0.0"})
+    assert first.run(items).processed == 2
+    upgraded = _runner(out, model_file=model, output_settings=given, provenance={"version": "1.1.0"})
+    upgraded.preprocessing.transforms[0].added_by_an_upgrade = True
+    assert upgraded.run(items).skipped == 2  # done: nothing that changes the outputs changed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["settings"] == given and len(manifest["runs"]) == 2
+    flipped = {**given, "tta_flip_axes": [0]}
+    with pytest.raises(ValueError, match=r"(?s)other settings.*tta_flip_axes.*overwrite"):
+        _runner(out, model_file=model, output_settings=flipped).run(items)
+    model.write_bytes(b"weights two")
+    with pytest.raises(ValueError, match=r"(?s)other settings.*sha256"):
+        _runner(out, model_file=model, output_settings=given).run(items)
+    # without output_settings the components are described, so the same added attribute counts as a change
+    described = tmp_path / "described"
+    _runner(described, model_file=model).run(items)
+    changed = _runner(described, model_file=model)
+    changed.preprocessing.transforms[0].added_by_an_upgrade = True
+    with pytest.raises(ValueError, match="added_by_an_upgrade"):
+        changed.run(items)
 
 
 def test_a_rerun_with_other_settings_is_refused_unless_it_overwrites(tmp_path) -> None:

@@ -395,7 +395,7 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
         sys.executable, "-m", "monai.bundle", "run",
         "--config_file", str(REPO / "bundles" / "exudate_dsm" / "configs" / "inference.json"),
         "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(out), "--ckpt_dir", str(tmp_path / "models"),
-        "--net_width", "8", "--spatial_size", "[64,64]", "--batch_size", "2",
+        "--unpackaged_settings", '{"net_width": 8, "spatial_size": [64, 64]}', "--batch_size", "2",
         "--device", "cpu", "--amp", "False", "--progress", "False",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -417,7 +417,7 @@ def test_bundle_command_on_a_tiny_checkpoint(tmp_path) -> None:
     settings = manifest["settings"]
     assert "q / 255" in manifest["runs"][-1]["encoding"]["prob"]
     # a checkpoint without a provenance record beside it: its origin is recorded as unknown
-    assert settings["provenance"] == {
+    assert manifest["runs"][-1]["provenance"] == {
         "bundle": metadata["name"],
         "version": metadata["version"],
         "model": {"known": False},
