@@ -167,7 +167,7 @@ def test_demo_model_is_announced_at_start_and_end(tmp_path, caplog):
         runner.run([])
     assert caplog.text.count(DEMO_MODEL_WARNING) == 2
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["settings"]["provenance"]["model"]["synthetic"] is True
+    assert manifest["runs"][-1]["provenance"]["model"]["synthetic"] is True
 
 
 def test_a_resuming_run_refuses_a_folder_holding_another_networks_weights(tmp_path):

@@ -1,0 +1,60 @@
+"""The exudate_dsm recipe: the authors' rules, and the network, preprocessing and inferer a settings dict describes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import Dataset
+from monai.inferers import SimpleInferer, SlidingWindowInferer
+
+from monai_exudate.recipes import exudate_dsm
+
+SETTINGS = {
+    "lesions": ["EX"], "arch": "unet", "dual": True, "net_width": 8, "net_layers": [1, 1, 1, 1],
+    "branch_layer4_blocks": 1, "shared_aux_head": True, "pooling_norm": "batch", "net_dropout": 0.0,
+    "head_prior": None, "fusion": "logits", "spatial_size": [96, 64], "fov_crop": "false", "pad_below": 0,
+    "patch_training": True, "patch_size": [32, 32], "image_mean": [0.0, 0.0, 0.0], "image_std": [1.0, 1.0, 1.0],
+}  # fmt: skip
+
+
+def test_the_authors_auxiliary_weight_and_rotation_rules():
+    assert exudate_dsm.aux_weight(True) == 0.2 and exudate_dsm.aux_weight("no") == 0.4
+    assert exudate_dsm.rotate_non_square(1, False) and not exudate_dsm.rotate_non_square(2, False)
+    assert not exudate_dsm.rotate_non_square(1, "yes")  # patches are square: the rule is for whole photographs
+    assert exudate_dsm.run_name("pspnet", "false", "dice") == "pspnet_single_dice"
+
+
+def test_the_settings_build_the_network_fusion_and_patch_inferer():
+    net = exudate_dsm.network(SETTINGS).eval()
+    with torch.no_grad():
+        logits = net(torch.zeros(1, 3, 32, 32))
+    assert logits.shape == (1, 2, 32, 32)  # one channel per branch
+    (fuse,) = exudate_dsm.logit_postprocessing(SETTINGS)
+    assert fuse({"pred": logits[0]})["pred"].shape == (1, 32, 32)
+    tiled = exudate_dsm.inferer(SETTINGS, sw_batch_size=2, overlap=0.25, flip_axes=[0])
+    assert isinstance(tiled.inferer, SlidingWindowInferer) and list(tiled.inferer.roi_size) == [32, 32]
+    assert list(tiled.spatial_axes) == [0]
+    whole = exudate_dsm.inferer({**SETTINGS, "patch_training": False}, sw_batch_size=2, overlap=0.25)
+    assert isinstance(whole.inferer, SimpleInferer)
+
+
+def test_the_preprocessing_follows_the_settings():
+    names = [type(t).__name__ for t in exudate_dsm.preprocessing(SETTINGS, labels="none")]
+    assert "FieldOfViewCropd" not in names and names[-1] == "NormalizeIntensityd"
+    cropped = [type(t).__name__ for t in exudate_dsm.preprocessing({**SETTINGS, "fov_crop": True}, labels="none")]
+    assert "FieldOfViewCropd" in cropped
+
+
+def test_patch_crops_and_the_small_branch_loader():
+    assert exudate_dsm.patch_crops(False, [32, 32], 1.0, 1.0, 4) == []
+    assert [type(t).__name__ for t in exudate_dsm.patch_crops("yes", [32, 32], 1.0, 1.0, 4)] == [
+        "SpatialPadd", "RandCropByPosNegLabeld"]  # fmt: skip
+    shared = Dataset(list(range(6)))
+    assert exudate_dsm.small_branch_dataset(shared, "pixels", False, [], [], [], [32, 32], 1, 1, 2) is shared
+    with pytest.raises(ValueError, match="needs patch_training true"):
+        exudate_dsm.small_branch_dataset(shared, "components", False, [], [], [], [32, 32], 1, 1, 2)
+    with pytest.raises(ValueError, match="small_patch_sampling must be one of"):
+        exudate_dsm.small_branch_dataset(shared, "blobs", True, [], [], [], [32, 32], 1, 1, 2)
+    assert exudate_dsm.small_branch_loader(shared, dual=False, batch_size=2, seed=0) is None
+    loader = exudate_dsm.small_branch_loader(shared, dual=True, batch_size=2, seed=0)
+    assert loader.sampler.seed == 1  # shuffled independently of the large branch's loader (seed 0)
