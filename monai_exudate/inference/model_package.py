@@ -32,7 +32,7 @@ DEMO_MODEL_WARNING = (
 )
 # the id, in each bundle's train.json, of the settings a model package holds
 SETTINGS_ID = "model_settings"
-# how evaluate.json and inference.json read a setting from the package: "$@model_settings['arch']"
+# how a config reads one setting from the package (evaluate.json: "lesions": "$@model_settings['lesions']")
 PACKAGE_REFERENCE = "$@model_settings["
 
 
