@@ -99,6 +99,16 @@ def profile_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigPars
     return parser
 
 
+def evaluation_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigParser:
+    """The profile's configs with ``evaluate.json``, described by the model settings that training with
+    ``overrides`` records (the model package a bundle run writes), so the network in memory is scored with its own
+    preprocessing, inferer and branch fusion."""
+    described = profile_parser(configs, overrides).get_parsed_content("model_settings")
+    parser = profile_parser([*configs[:1], "evaluate.json", *configs[1:]], overrides)
+    parser["model_settings"] = described
+    return parser
+
+
 def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.device) -> dict[str, float]:
     """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
 
@@ -241,13 +251,12 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
         dual_steps = epochs * math.ceil(_num_train(base) / batch)
         network, steps, crops = train_monai_unet(base, dual_steps, 2 * batch, seed, device, **UNET_RECIPES[system])
     scoring = overrides if system == "dual_dsm" else {**overrides, **single}
-    evaluation = profile_parser([*args.configs[:1], "evaluate.json", *args.configs[1:]], scoring)
+    evaluation = evaluation_parser(args.configs, scoring)
     result = score_network(network, evaluation, device)
     if args.test_dataset_dir is not None:
         # the same network on a second, held-out set (e.g. IDRiD_55-58 after choosing on IDRiD_45-54)
         test = {**scoring, "dataset_dir": str(args.test_dataset_dir), "datalist_file": None, "val_section": "testing"}
-        test_scores = score_network(network, profile_parser([*args.configs[:1], "evaluate.json",
-                                                             *args.configs[1:]], test), device)  # fmt: skip
+        test_scores = score_network(network, evaluation_parser(args.configs, test), device)
         result.update({f"test_{k}": v for k, v in test_scores.items()})
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
     return result

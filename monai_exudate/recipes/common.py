@@ -1,33 +1,47 @@
-"""Rules both bundles share: which handlers a rank attaches, and MLflow parameters from the model description."""
+"""Rules both bundles share: their training and validation handlers, which a rank attaches, and MLflow parameters."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from monai.handlers import MLFlowHandler, StatsHandler
+from monai.handlers import LrScheduleHandler, MLFlowHandler, StatsHandler, ValidationHandler
 
 from monai_exudate.engines import (
     AtomicCheckpointSaver,
+    MLflowModelHandler,
+    ModelPackageWriter,
+    NonFiniteLossHandler,
     NonFiniteOutputHandler,
     OperatingThresholdHandler,
     PRCurveHandler,
     ValidationOverlayHandler,
 )
+from monai_exudate.utils.booleans import as_bool
 
-__all__ = ["experiment_params", "handlers_for_rank", "validation_handlers", "validation_main_rank_handlers"]
+__all__ = [
+    "experiment_params",
+    "handlers_for_rank",
+    "training_handlers",
+    "training_main_rank_handlers",
+    "validation_handlers",
+    "validation_main_rank_handlers",
+]
 
 
-def handlers_for_rank(every_rank: Sequence[Any], main_rank_only: Sequence[Any], is_main_rank: bool) -> list[Any]:
+def handlers_for_rank(
+    every_rank: Sequence[Any], main_rank_only: Sequence[Any] | None, is_main_rank: bool
+) -> list[Any]:
     """The handlers one rank attaches: ``every_rank``, then ``main_rank_only`` on the main rank.
 
-    Handlers a config refers to by id resolve to None when disabled (MONAI drops only disabled items written inside
-    the list), so None entries are left out. Checkpoint savers are built on every rank and attached on the main rank
-    only, because Ignite's ``Checkpoint`` runs a collective when it is constructed.
+    The configs disable the main-rank-only handlers elsewhere (``_disabled_``), since some must not even be built
+    there (an MLflow handler opens the tracking store: two ranks creating one SQLite store collide), so a disabled
+    list (None) and disabled entries (None) are left out. Checkpoint savers are built on every rank and attached on
+    the main rank only, because Ignite's ``Checkpoint`` runs a collective when it is constructed.
     """
-    chosen = list(every_rank) + (list(main_rank_only) if is_main_rank else [])
+    chosen = list(every_rank) + (list(main_rank_only or []) if is_main_rank else [])
     return [handler for handler in chosen if handler is not None]
 
 
@@ -116,4 +130,57 @@ def validation_main_rank_handlers(
         MLFlowHandler(
             tracking_uri=tracking_uri, experiment_name=experiment_name, run_name=run_name, iteration_log=False
         ),
+    ]
+
+
+def training_handlers(
+    lr_scheduler: Any,
+    evaluator: Any,
+    val_interval: int,
+    nonfinite_loss: str = "stop",
+    max_consecutive_skips: int = 10,
+    first: Sequence[Any] = (),
+) -> list[Any]:
+    """The training handlers every rank attaches, the same in both bundles: ``first`` (a bundle's own, such as the
+    DSM loss's alpha schedule), the non-finite loss guard, the learning-rate step after every iteration (the authors'
+    poly schedules are per iteration) and validation every ``val_interval`` epochs."""
+    return [
+        *first,
+        NonFiniteLossHandler(mode=nonfinite_loss, max_consecutive_skips=max_consecutive_skips),
+        LrScheduleHandler(lr_scheduler=lr_scheduler, epoch_level=False, print_lr=False),
+        ValidationHandler(validator=evaluator, epoch_level=True, interval=val_interval),
+    ]
+
+
+def training_main_rank_handlers(
+    package_writer: ModelPackageWriter,
+    loss_output: Callable[[Any], Any],
+    mlflow_handler: MLFlowHandler,
+    bundle_root: str | os.PathLike,
+    ckpt_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    registered_model_name: str | None,
+    example_sections: Sequence[Sequence[Mapping[str, Any]]],
+    log_model: bool | str = True,
+) -> list[Any]:
+    """The training handlers of the main rank only, the same in both bundles: the model package writer, the loss
+    log, the MLflow model logger (weights, package, threshold, the validation's overlays and PR curves; its input
+    example is the first image of ``example_sections``) and the MLflow run handler it logs into."""
+    example = next((item["image"] for section in example_sections for item in section), None)
+    return [
+        package_writer,
+        StatsHandler(tag_name="train_loss", output_transform=loss_output),
+        MLflowModelHandler(
+            mlflow_handler=mlflow_handler,
+            bundle_root=bundle_root,
+            ckpt_dir=ckpt_dir,
+            registered_model_name=registered_model_name,
+            example_image=example,
+            artifact_folders={
+                "overlays": os.path.join(output_dir, "overlays"),
+                "pr_curves": os.path.join(output_dir, "pr_curves"),
+            },
+            enabled=as_bool(log_model, "mlflow_log_model"),
+        ),
+        mlflow_handler,
     ]

@@ -3,19 +3,30 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from monai.inferers import Inferer, SlidingWindowInferer
-from monai.transforms import EnsureTyped, MapTransform, NormalizeIntensityd
+from monai.transforms import (
+    EnsureTyped,
+    MapTransform,
+    NormalizeIntensityd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandRotated,
+    RandSpatialCropd,
+    SpatialPadd,
+)
 
 from monai_exudate.data.preprocessing import fundus_load_transforms
+from monai_exudate.data.resize import RandRescaled
 from monai_exudate.inference.flip_inferer import FlipAveragedInferer
 from monai_exudate.networks.hrdecoder import build_hrdecoder
 from monai_exudate.utils.booleans import as_bool
 
-__all__ = ["inferer", "network", "preprocessing", "run_name"]
+__all__ = ["augmentation", "inferer", "network", "normalization", "preprocessing", "run_name"]
 
 
 def network(
@@ -106,3 +117,42 @@ def run_name(net_width: int, lr_only: bool | str, num_crops: int) -> str:
     """The MLflow run name: backbone width and decoder (``hrdecoder_w18_m2``, ``hrdecoder_w18_lr_only``)."""
     decoder = "_lr_only" if as_bool(lr_only, "lr_only") else f"_m{num_crops}"
     return f"hrdecoder_w{net_width}{decoder}"
+
+
+def augmentation(
+    resize_size: Sequence[int],
+    size_mode: str,
+    scale_range: Sequence[float],
+    crop_size: Sequence[int],
+    lesion_biased_crops: bool | str = False,
+    crop_pos: float = 1.0,
+    crop_neg: float = 1.0,
+    flip_prob: float = 0.5,
+    rotate_degrees: float = 45.0,
+    rotate_prob: float = 0.5,
+) -> list[MapTransform]:
+    """The authors' training augmentation of the cached full-resolution field of view (their ``ds/idrid.py``):
+    one antialiased rescale to ``resize_size`` times r in ``scale_range`` (mmseg ``Resize`` with ``ratio_range``),
+    pad and crop to ``crop_size`` (uniform, or lesion-biased with MONAI's ``RandCropByPosNegLabeld`` at
+    ``crop_pos``:``crop_neg``, which helps the small lesions when few photographs are trained on), a horizontal flip
+    and a rotation by up to ``rotate_degrees``."""
+    keys = ["image", "label"]
+    if as_bool(lesion_biased_crops, "lesion_biased_crops"):
+        crop: MapTransform = RandCropByPosNegLabeld(
+            keys=keys, label_key="label", spatial_size=crop_size, pos=crop_pos, neg=crop_neg, num_samples=1
+        )
+    else:
+        crop = RandSpatialCropd(keys=keys, roi_size=crop_size, random_size=False)
+    return [
+        RandRescaled(
+            keys=keys, spatial_size=resize_size, ratio_range=scale_range, size_mode=size_mode,
+            mode=["bilinear", "nearest"],
+        ),  # fmt: skip
+        SpatialPadd(keys=keys, spatial_size=crop_size),
+        crop,
+        RandFlipd(keys=keys, prob=flip_prob, spatial_axis=0),
+        RandRotated(
+            keys=keys, range_x=math.radians(rotate_degrees), prob=rotate_prob, mode=["bilinear", "nearest"],
+            padding_mode="zeros",
+        ),  # fmt: skip
+    ]

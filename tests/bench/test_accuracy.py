@@ -35,7 +35,7 @@ def test_score_network_at_original_size_matches_direct_counts(tmp_path):
 
     bench = _bench()
     overrides = {**bench.SMOKE, "bundle_root": str(tmp_path)}
-    parser = bench.profile_parser(["train.json", "evaluate.json", "cpu.json"], overrides)
+    parser = bench.evaluation_parser(["train.json", "cpu.json"], overrides)
     scores = bench.score_network(_Constant(0.7), parser, torch.device("cpu"))
     masks = [item["EX"] for item in parser.get_parsed_content("validate#datalist")]
     truth = [np.asarray(Image.open(m)) > 0 for m in masks]

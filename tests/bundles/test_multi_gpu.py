@@ -34,19 +34,20 @@ def _sampler_orders(rank: int, world: int, init_file: str, out_dir: str, batch: 
     import torch.distributed as dist
     from monai.bundle import ConfigParser
 
+    import monai_exudate.recipes.exudate_dsm
+
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         config = json.loads((CONFIGS / "train.json").read_text())
         orders = {}
         for size in SAMPLER_SET_SIZES:
             parser = ConfigParser({
-                "imports": ["$import monai_exudate.recipes.exudate_dsm"],
                 "seed": 0, "batch_size": batch, "data": list(range(size)),
                 "sampler": {**config["train"]["sampler"], "dataset": "@data"},
                 # the small branch's loader as train.json builds it (train#small_branch_loader)
                 "small_branch_sampler": "$monai_exudate.recipes.exudate_dsm.small_branch_loader("
                 "@data, True, @batch_size, @seed).sampler",
-            })  # fmt: skip
+            }, globals={"monai_exudate": monai_exudate})  # fmt: skip
             orders[size] = {}
             for name in ("sampler", "small_branch_sampler"):
                 sampler = parser.get_parsed_content(name)
@@ -130,6 +131,11 @@ def test_torchrun_two_processes_gloo(bundle, tmp_path):
     assert not any(k.startswith("module.") for k in state["model"])  # saved unwrapped, loadable without DDP
     # one train epoch of 4 images on 2 ranks with batch 2: one iteration per rank and epoch
     assert state["trainer"]["epoch_length"] == 1 and state["trainer"]["iteration"] == 2
+    # the best-model saver, attached on every rank in both bundles (recipes.common.validation_handlers), writes
+    # model.pt once, from rank 0, with the unwrapped weights: the run neither hangs nor leaves a second copy
+    best = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert best.keys() == state["model"].keys()
+    assert sorted(p.name for p in (tmp_path / "models").glob("model*.pt")) == ["model.pt"]
 
     import mlflow
 
@@ -153,12 +159,20 @@ def test_main_rank_handlers_are_chosen_by_id_not_by_list_index(bundle, monkeypat
     glue = "$monai_exudate.recipes.common.handlers_for_rank(@{0}#handlers, @{0}#handlers_main_rank, @is_main_rank)"
     assert parser["train#trainer#train_handlers"] == glue.format("train")
     assert parser["validate#evaluator#val_handlers"] == glue.format("validate")
-    # a handler another one uses (the MLflow run) has its own id; the list refers to it
-    main_only = [parser[h[1:]] if isinstance(h, str) else h for h in parser["train#handlers_main_rank"]]
-    assert "MLFlowHandler" in {h["_target_"].split(".")[-1] for h in main_only}
-    assert not {"MLFlowHandler", "StatsHandler"} & {h["_target_"].split(".")[-1] for h in parser["train#handlers"]}
-    factories = {parser[f"validate#{name}"]["_target_"].split(".")[-1] for name in ("handlers", "handlers_main_rank")}
-    assert factories == {"validation_handlers", "validation_main_rank_handlers"}
+    # the handlers others use (the MLflow run, the package writer) have their own ids; the lists refer to them
+    main_only = parser["train#handlers_main_rank"]
+    assert main_only["mlflow_handler"] == "@train#mlflow_handler"
+    assert main_only["package_writer"] == "@train#package_writer"
+    assert parser["train#mlflow_handler"]["_target_"] == "MLFlowHandler"
+    factories = {parser[f"{name}"]["_target_"].split(".")[-1] for name in (
+        "train#handlers", "train#handlers_main_rank", "validate#handlers", "validate#handlers_main_rank")}
+    assert factories == {"training_handlers", "training_main_rank_handlers", "validation_handlers",
+                         "validation_main_rank_handlers"}  # fmt: skip
+    # what opens the MLflow store or writes the package is not even built off the main rank
+    main_rank = ("train#package_writer", "train#handlers_main_rank", "train#mlflow_handler",
+                 "validate#handlers_main_rank")
+    for name in main_rank:
+        assert parser[name]["_disabled_"] == "$not @is_main_rank", name
     for rank, expected in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)
         parser.parse()
