@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from monai.handlers import LrScheduleHandler, MLFlowHandler, StatsHandler, ValidationHandler
+from monai.handlers import MLFlowHandler, StatsHandler
 
 from monai_exudate.engines import (
     AtomicCheckpointSaver,
     MLflowModelHandler,
     ModelPackageWriter,
-    NonFiniteLossHandler,
     NonFiniteOutputHandler,
     OperatingThresholdHandler,
     PRCurveHandler,
@@ -24,7 +23,6 @@ from monai_exudate.utils.booleans import as_bool
 __all__ = [
     "experiment_params",
     "handlers_for_rank",
-    "training_handlers",
     "training_main_rank_handlers",
     "validation_handlers",
     "validation_main_rank_handlers",
@@ -130,25 +128,6 @@ def validation_main_rank_handlers(
         MLFlowHandler(
             tracking_uri=tracking_uri, experiment_name=experiment_name, run_name=run_name, iteration_log=False
         ),
-    ]
-
-
-def training_handlers(
-    lr_scheduler: Any,
-    evaluator: Any,
-    val_interval: int,
-    nonfinite_loss: str = "stop",
-    max_consecutive_skips: int = 10,
-    first: Sequence[Any] = (),
-) -> list[Any]:
-    """The training handlers every rank attaches, the same in both bundles: ``first`` (a bundle's own, such as the
-    DSM loss's alpha schedule), the non-finite loss guard, the learning-rate step after every iteration (the authors'
-    poly schedules are per iteration) and validation every ``val_interval`` epochs."""
-    return [
-        *first,
-        NonFiniteLossHandler(mode=nonfinite_loss, max_consecutive_skips=max_consecutive_skips),
-        LrScheduleHandler(lr_scheduler=lr_scheduler, epoch_level=False, print_lr=False),
-        ValidationHandler(validator=evaluator, epoch_level=True, interval=val_interval),
     ]
 
 

@@ -321,5 +321,5 @@ def test_calibration_is_fitted_shipped_in_the_package_and_applied(trained, tmp_p
     with open(out / "summary.csv", newline="") as f:
         used = {float(row["threshold"]) for row in csv.DictReader(f)}
     assert len(used) == 1 and used.pop() == pytest.approx(threshold["thresholds"]["EX"])  # chosen on calibrated maps
-    manifest = json.dumps(json.loads((out / "manifest.json").read_text()))
-    assert "CalibratedSigmoidd" in manifest and str(knots["logits"][0])[:8] in manifest  # its knots made the maps
+    identity = json.loads((out / "manifest.json").read_text())["settings"]["settings"]
+    assert identity["calibration"]["lesions"]["EX"]["logits"][0] == knots["logits"][0]  # its knots made the maps
