@@ -115,12 +115,10 @@ class FundusInferenceRunner:
         provenance: JSON-able facts recorded with each run in the manifest (the bundles give their name and
             version, and under ``"model"`` the model's origin, :func:`~monai_exudate.inference.model_origin`; a
             model trained only on the synthetic set is announced as a demo model at the start and the end).
-        output_settings: the resolved settings that change the outputs (JSON-able; the bundles give the model
-            package's settings, its calibration, the test-time flips and the sliding-window overlap). With the model
-            file's hash, the threshold, the lesions, the overlay options and the legend's model line they are the
-            folder's identity, so a library upgrade that changes no setting leaves finished folders valid. None:
-            the components themselves are described instead (:func:`~monai_exudate.inference.records.
-            describe_components`), which a new attribute of a MONAI class changes.
+        output_settings: the resolved settings that change the outputs (the bundles: the package's settings and
+            calibration, test-time flips, window overlap); with the model hash, threshold, lesions and overlay options
+            the folder's identity, which a library upgrade leaves unchanged. None: the components are described
+            (``records.describe_components``), which a new attribute of a MONAI class changes.
         max_image_pixels: photographs whose header declares more pixels are refused before decoding.
         input_root: ``summary.csv`` names images relative to this folder (the bundles give the folder or file they
             read); None: by the paths as given.
@@ -215,15 +213,12 @@ class FundusInferenceRunner:
             if not self.model_file.is_file():
                 raise FileNotFoundError(f"model_file not found: {self.model_file}")
             model = {"sha256": file_sha256(self.model_file)}  # the path is in the run record: moving it is no change
+        out = self.outputs
         identity: dict[str, Any] = {
-            "model": model,
-            "lesions": self.lesion_names,
-            "threshold": self.threshold,
-            "overlay_alpha": self.outputs.overlay_alpha,
-            "overlay_legend": self.outputs.overlay_legend,
-            "overlay_side_by_side": self.outputs.overlay_side_by_side,
-            "legend_model": self.outputs.legend_model,
-        }
+            "model": model, "lesions": self.lesion_names, "threshold": self.threshold,
+            "overlay_alpha": out.overlay_alpha, "overlay_legend": out.overlay_legend,
+            "overlay_side_by_side": out.overlay_side_by_side, "legend_model": out.legend_model,
+        }  # fmt: skip
         if self.output_settings is not None:
             identity["settings"] = self.output_settings
         else:
