@@ -41,7 +41,8 @@ class ModelPackageWriter:
       bundles' ``evaluate.json`` and ``inference.json`` take these from the package
       (:func:`monai_exudate.inference.package_settings`) and refuse a run setting that contradicts one;
     - ``recipe``: the training settings (loss, schedule, optimiser), for the record;
-    - ``validation``: the latest validation's epoch and metrics; ``threshold_file`` names the operating threshold;
+    - ``validation``: the epoch and metrics of the checkpoint it describes (the best, ``model.pt``),
+      ``last_validation`` the latest validation's; ``threshold_file`` names the operating threshold;
     - ``provenance``: the dataset folder, whether it is the synthetic demo set, a SHA-256 of the datalist sections
       used, their image counts and image ids, the seed, the code's git commit (when the package is a git checkout)
       and package versions.
@@ -108,6 +109,7 @@ class ModelPackageWriter:
         self.resume = as_bool(resume, "resume")
         self.name = None if name in (None, "") else str(name)
         self.validation: dict[str, Any] | None = None
+        self.last_validation: dict[str, Any] | None = None
         # the code that trains: looked up once (two git calls), not at every validation's rewrite
         self._code: dict[str, Any] | None = None
         self._trainer: Engine | None = None
@@ -125,6 +127,7 @@ class ModelPackageWriter:
             self._refuse_another_network(previous)
         if previous is not None and all(previous.get(k) == record[k] for k in _IDENTITY):
             record["validation"] = self.validation = previous.get("validation")
+            record["last_validation"] = self.last_validation = previous.get("last_validation")
         atomic_write_json(record, self.path)
 
     def _refuse_another_network(self, previous: Mapping[str, Any]) -> None:
@@ -143,10 +146,18 @@ class ModelPackageWriter:
         )
 
     def record_validation(self, evaluator: Engine) -> None:
-        """Store the validation run's metrics (numbers only) with the training epoch, and rewrite the package."""
+        """Store the validation run's metrics (numbers only) with the training epoch, and rewrite the package.
+
+        ``validation`` keeps the figures of the checkpoint the package describes: the best by the evaluator's key
+        metric, which the best-model saver writes as ``model.pt`` (a MONAI evaluator's ``best_metric_epoch``; an
+        engine without one counts every validation as the best); ``last_validation`` the latest validation's.
+        """
         epoch = int(self._trainer.state.epoch) if self._trainer is not None else None
         metrics = {k: float(v) for k, v in evaluator.state.metrics.items() if isinstance(v, (int, float))}
-        self.validation = {"epoch": epoch, "metrics": metrics}
+        self.last_validation = {"epoch": epoch, "metrics": metrics}
+        best_epoch = getattr(evaluator.state, "best_metric_epoch", None)
+        if best_epoch is None or int(best_epoch) < 0 or int(best_epoch) == epoch:
+            self.validation = self.last_validation
         atomic_write_json(self.record(), self.path)
 
     def _code_versions(self) -> dict[str, Any]:
@@ -166,6 +177,7 @@ class ModelPackageWriter:
             "recipe": _jsonable(self.recipe),
             "threshold_file": self.threshold_file,
             "validation": self.validation,
+            "last_validation": self.last_validation,
             "provenance": {
                 "synthetic": self.synthetic,
                 "dataset_dir": self.dataset_dir,

@@ -68,6 +68,30 @@ def test_written_when_training_starts_and_read_back_beside_the_weights(tmp_path)
     assert model_origin(tmp_path / "model.pt")["trained_on"] == "/data/IDRiD"
 
 
+def test_validation_holds_the_best_checkpoints_figures_and_last_validation_the_latest(tmp_path):
+    """The package describes model.pt, the best-model saver's checkpoint: a later, worse validation is recorded as
+    last_validation only (as a MONAI evaluator tracks it, best_metric_epoch)."""
+    path = tmp_path / PACKAGE_FILE
+    evaluator = Engine(lambda engine, batch: None)
+    scores = iter([0.3, 0.5, 0.4])
+
+    def validated(engine: Engine) -> None:
+        score = next(scores)
+        engine.state.metrics.update({"val_aupr": score})
+        if score > getattr(engine.state, "best_metric", -1.0):
+            engine.state.best_metric, engine.state.best_metric_epoch = score, trainer.state.epoch
+
+    evaluator.state.best_metric_epoch = -1
+    evaluator.add_event_handler(Events.EPOCH_COMPLETED, validated)
+    trainer = Engine(lambda engine, batch: None)
+    _writer(path, evaluator=evaluator).attach(trainer)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
+    trainer.run([0], max_epochs=3)
+    package = json.loads(path.read_text())
+    assert package["validation"] == {"epoch": 2, "metrics": {"val_aupr": 0.5}}
+    assert package["last_validation"] == {"epoch": 3, "metrics": {"val_aupr": 0.4}}
+
+
 def test_validation_is_recorded_and_kept_by_a_restart_of_the_same_run_only(tmp_path):
     path = tmp_path / PACKAGE_FILE
     _train(path)
