@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ def resize_logits(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(nn.Module, metaclass=abc.ABCMeta):
     """A segmentation network as segmentation_models.pytorch composes one (``SegmentationModel``: encoder, decoder,
     segmentation head and optional auxiliary heads), with one output contract in training and evaluation.
 
@@ -40,20 +41,21 @@ class SegmentationModel(nn.Module):
       :class:`~monai_exudate.engines.ForwardWithAuxInferer`.
 
     Subclasses give :meth:`encode` (the encoder: image to features) and :meth:`decode` (the decoder, the head and,
-    when ``with_aux``, the auxiliary heads: features to the dict). Why not SMP itself: its encoders are not the
+    when ``with_aux``, the auxiliary heads: features to the dict); both are abstract, so a network missing one is
+    refused when it is built, not at its first forward. Why not SMP itself: its encoders are not the
     dilated ResNet, VGG16 and HRNet of the papers, and checkpoints keep their parameter names (``backbone.*``,
     ``head.*``), which SMP's ``encoder.*``/``decoder.*`` would change.
     """
 
     logits_key: str = LOGITS
 
+    @abc.abstractmethod
     def encode(self, x: torch.Tensor) -> Any:
         """The encoder's features of an image batch ``x``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, features: Any, size: Sequence[int], with_aux: bool) -> dict[str, Any]:
         """Logits at spatial ``size`` under :attr:`logits_key`, plus the auxiliary outputs when ``with_aux``."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch("x", x)

@@ -234,3 +234,14 @@ def test_shipped_models_load_and_keep_their_logits(bundle):
     assert float(flat.std()) == pytest.approx(std, abs=1e-5)
     index = torch.linspace(0, flat.numel() - 1, len(values)).long()
     assert [float(v) for v in flat[index]] == pytest.approx(values, abs=1e-5)
+
+
+def test_a_network_without_a_decoder_cannot_be_built():
+    from monai_exudate.networks.segmentation_model import SegmentationModel
+
+    class EncoderOnly(SegmentationModel):
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    with pytest.raises(TypeError, match="abstract method decode"):
+        EncoderOnly()
