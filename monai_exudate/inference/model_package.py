@@ -17,6 +17,7 @@ from monai_exudate.utils.booleans import as_bool
 
 __all__ = [
     "DEMO_MODEL_WARNING",
+    "announce_if_demo_model",
     "PACKAGE_REFERENCE",
     "SETTINGS_ID",
     "model_origin",
@@ -30,6 +31,15 @@ DEMO_MODEL_WARNING = (
     "this model was trained only on the synthetic demo set: it shows that the pipeline runs, and its maps of real "
     "photographs are not meaningful (it marks optic discs and reflexes as lesions); train on your own photographs"
 )
+
+
+def announce_if_demo_model(provenance: Mapping[str, Any]) -> None:
+    """Log ``DEMO_MODEL_WARNING`` when ``provenance["model"]`` (``model_origin``) says the model is synthetic-only."""
+    origin = provenance.get("model")
+    if isinstance(origin, Mapping) and origin.get("synthetic"):
+        logger.warning("%s", DEMO_MODEL_WARNING)
+
+
 # the id, in each bundle's train.json, of the settings a model package holds
 SETTINGS_ID = "model_settings"
 # how a config reads one setting from the package (evaluate.json: "lesions": "$@model_settings['lesions']")

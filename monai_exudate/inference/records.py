@@ -30,6 +30,7 @@ from torch import nn
 
 from monai_exudate.inference.writers import read_csv
 from monai_exudate.utils.atomic import atomic_write_json, write_csv_atomic
+from monai_exudate.utils.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,28 @@ def describe_components(obj: Any, depth: int = 6) -> Any:
         if not k.startswith("_") and k not in _IGNORED_ATTRIBUTES
     }
     return {"class": _name(type(obj)), **public}
+
+
+def folder_identity(
+    model_file: str | os.PathLike | None,
+    fixed: Mapping[str, Any],
+    output_settings: Mapping[str, Any] | None,
+    components: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The settings that decide an output folder's contents: the model file's SHA-256 (its path may change), the
+    ``fixed`` values (lesions, threshold, overlay options) and the resolved ``output_settings``, or without them the
+    ``components`` described by ``describe_components`` (which a new attribute of a library class changes)."""
+    model = None
+    if model_file is not None:
+        if not Path(model_file).is_file():
+            raise FileNotFoundError(f"model_file not found: {model_file}")
+        model = {"sha256": file_sha256(model_file)}
+    identity: dict[str, Any] = {"model": model, **fixed}
+    if output_settings is not None:
+        identity["settings"] = output_settings
+    else:
+        identity.update({name: describe_components(part) for name, part in components.items()})
+    return canonical(identity)
 
 
 def _is_function(obj: Any) -> bool:

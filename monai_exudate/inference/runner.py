@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,22 +24,20 @@ from tqdm import tqdm
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, innermost_cause
 from monai_exudate.inference.image_outputs import ImageOutputs, model_line
 from monai_exudate.inference.inversion import levels_on_photograph
-from monai_exudate.inference.model_package import DEMO_MODEL_WARNING
+from monai_exudate.inference.model_package import announce_if_demo_model
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.quantify import summary_rows
 from monai_exudate.inference.records import (
     RunManifest,
-    canonical,
-    describe_components,
-    folder_lock,
+    folder_identity,
     new_run_id,
     utc_now,
 )
 from monai_exudate.inference.run_state import InferenceReport, RunState
-from monai_exudate.inference.summary import SummaryTable, model_columns
+from monai_exudate.inference.sharding import JobRanks, job_folder_lock, merged_report
+from monai_exudate.inference.summary import SummaryTable, model_columns, rank_table_path
 from monai_exudate.inference.writers import OUTPUT_FORMATS, OutputLayout
 from monai_exudate.utils.atomic import remove_partial_files
-from monai_exudate.utils.hashing import file_sha256
 from monai_exudate.utils.json_values import json_round_trip
 
 logger = logging.getLogger(__name__)
@@ -57,38 +56,30 @@ class FundusInferenceRunner:
     """Segment fundus photographs and write per-lesion maps, overlays and a lesion table at the original size.
 
     Images stream through a DataLoader (reading and preprocessing in ``num_workers`` processes), the network (eval
-    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``), the post-processing that turns each image's
-    logits into probabilities (``postprocessing``: branch fusion, sigmoid) and the inversion of the preprocessing on
-    each prediction (``Compose.inverse``, back to the photograph's pixel grid, on the network's device), then to a
-    pool of ``num_writers`` threads that write the files; at most ``2 * num_writers`` images wait for writing, so memory
-    does not grow with the number of images. Outputs in ``output_dir`` per image (``stem`` = the image file's
-    stem), for each lesion:
-    ``<stem>_<LESION>_prob.png`` (8-bit, round(p * 255)) and ``<stem>_<LESION>_mask.png`` (0/255, set where
-    round(p * 255) / 255 > threshold, the rule of the project's metrics); ``<stem>_overlay.png`` (masks blended
-    in a fixed colour per lesion over the photograph; ``.jpg`` with ``overlay_format="jpeg"``);
-    ``<stem>_prob.nii.gz`` when ``nifti`` (float32, width x height x lesion). Per folder: ``summary.csv``
-    (``quantify.SUMMARY_FIELDS``, one row per image and lesion), ``failures.csv`` (``records.FAILURE_FIELDS``:
-    run id, image, reason; earlier runs' rows kept) and ``manifest.json`` records what made the folder
-    (``settings``: model file hash, threshold, lesions, preprocessing, inferer, network flags, ``provenance``) and
-    each run (id, times, counts, formats). Every file is written atomically, with the photograph's width and height.
+    mode, through ``inferer``, fp16 autocast on CUDA when ``amp``; ``batch_size`` photographs of one shape per call,
+    so a sliding-window inferer batches the windows of several photographs), the ``postprocessing`` from logits to
+    probabilities and the inversion of the preprocessing (``Compose.inverse``, on the network's device), then to
+    ``num_writers`` writer threads; at most ``2 * num_writers`` images wait for writing, so memory does not grow with
+    the number of images. Per image (``stem`` = the file's stem) and lesion: ``<stem>_<LESION>_prob.png`` (8-bit,
+    round(p * 255)) and ``<stem>_<LESION>_mask.png`` (0/255 where round(p * 255) / 255 > threshold, the metrics'
+    rule); ``<stem>_overlay.png`` (or ``.jpg``); ``<stem>_prob.nii.gz`` when ``nifti``. Per folder: ``summary.csv``
+    (``quantify.SUMMARY_FIELDS``), ``failures.csv`` (``records.FAILURE_FIELDS``, earlier runs' rows kept) and
+    ``manifest.json`` (the settings that made the folder and a record per run). Every file is written atomically.
 
-    Inputs that cannot be used (see ``dataset.check_image_file``) and predictions that are not finite are reported
-    and skipped, or raise ``ValueError`` naming the file when ``strict``. An image whose outputs exist, look whole
-    (``writers.output_size``) and have summary rows is skipped unless ``overwrite``. A folder made with other
-    settings is refused, saying which differ, unless ``overwrite``, which redoes its photographs (the earlier rows
-    of summary.csv are dropped first, so none of the earlier outputs counts as done). One run at a time writes into
-    a folder (``records.folder_lock``): a second one is refused with ``records.FolderInUseError``.
-
-    Outputs are named by stem, so an input whose stem is taken by an earlier input of the run,
-    or by another image of an earlier run in ``summary.csv`` (unless ``overwrite``), is reported, not written.
+    Unusable inputs (``dataset.check_image_file``) and non-finite predictions are reported and skipped, or raise
+    ``ValueError`` naming the file when ``strict``. An image whose outputs look whole and have summary rows is skipped
+    unless ``overwrite``; an output name (stem) taken by another input is reported, not written. A folder made with
+    other settings is refused, saying which differ, unless ``overwrite`` (which redoes its photographs). One job at a
+    time writes into a folder: a second is refused with ``records.FolderInUseError``. Under ``torchrun`` (a
+    ``torch.distributed`` process group) the job is sharded over the ranks, each on its own ``device``: every
+    photograph is segmented by exactly one rank and the records are merged once by rank 0 (``inference.sharding``).
 
     Args:
         network: returns logits ``(B, K, *spatial)`` in eval mode (``K``: what ``postprocessing`` expects).
         preprocessing: the bundle's ``Compose``, starting with the transform that loads ``image_key`` from a path;
             every spatial transform must be invertible.
-        postprocessing: maps ``{"pred": logits (K, *spatial)}`` of one image to ``{"pred": probabilities
-            (len(lesion_names), *spatial)}`` on the network's grid, e.g. ``Compose([FuseBranchLogitsd,
-            Activationsd(sigmoid=True)])``; recorded in the settings.
+        postprocessing: maps one image's ``{"pred": logits (K, *spatial)}`` to ``{"pred": probabilities
+            (len(lesion_names), *spatial)}``, e.g. ``Compose([FuseBranchLogitsd, Activationsd(sigmoid=True)])``.
         inferer: MONAI inferer (``SimpleInferer`` when None).
         lesion_names: one name per output channel, used in file names and the table.
         output_dir: folder for every output (created).
@@ -104,24 +95,19 @@ class FundusInferenceRunner:
         progress: show a tqdm progress bar.
         num_writers: writer threads (default: up to 4, one per CPU).
         overlay_alpha: opacity of the lesion colours in the overlay.
-        overlay_format: "png" (lossless) or "jpeg" (quality 95, 4:4:4; about five times faster to write at 12
-            megapixels, and the photographs are usually JPEGs themselves).
-        overlay_legend: draw a legend in the overlay's bottom-left corner (mostly outside the field of view): each
-            lesion's colour and name, the threshold, the model and its origin (``inference.legend.draw_legend``).
+        overlay_format: "png" (lossless) or "jpeg" (quality 95, 4:4:4; about five times faster at 12 megapixels).
+        overlay_legend: draw the legend (lesion colours, threshold, model) in a corner (``legend.draw_legend``).
         overlay_side_by_side: put the untouched photograph left of the painted one (an overlay twice as wide).
         image_key: the image key of the preprocessing.
         png_compress_level: zlib level of the PNGs (1: fast, 9: small).
         model_file: the checkpoint or exported model the network came from; its SHA-256 is part of the settings.
-        provenance: JSON-able facts recorded with each run in the manifest (the bundles give their name and
-            version, and under ``"model"`` the model's origin, :func:`~monai_exudate.inference.model_origin`; a
-            model trained only on the synthetic set is announced as a demo model at the start and the end).
-        output_settings: the resolved settings that change the outputs (the bundles: the package's settings and
-            calibration, test-time flips, window overlap); with the model hash, threshold, lesions and overlay options
-            the folder's identity, which a library upgrade leaves unchanged. None: the components are described
-            (``records.describe_components``), which a new attribute of a MONAI class changes.
+        provenance: JSON-able facts recorded with each run (bundle, version, ``"model"``: ``model_origin``; a
+            synthetic-only model is announced as a demo model at the start and the end).
+        output_settings: the resolved settings that change the outputs (the bundles: package settings, calibration,
+            flips, window overlap), part of the folder's identity (``records.folder_identity``); None: the components
+            are described instead (``records.describe_components``), which a library upgrade may change.
         max_image_pixels: photographs whose header declares more pixels are refused before decoding.
-        input_root: ``summary.csv`` names images relative to this folder (the bundles give the folder or file they
-            read); None: by the paths as given.
+        input_root: ``summary.csv`` names images relative to this folder or file's folder; None: as given.
     """
 
     def __init__(
@@ -165,19 +151,18 @@ class FundusInferenceRunner:
             raise ValueError(f"lesion_names are used in file names: letters, digits, '-' and '_' only, got {bad}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
-        if num_writers is not None and num_writers < 1:
-            raise ValueError(f"num_writers must be >= 1, got {num_writers}")
+        if batch_size < 1 or num_workers < 0 or (num_writers is not None and num_writers < 1):
+            counts = f"{batch_size}, {num_workers} and {num_writers}"
+            raise ValueError(f"batch_size and num_writers must be >= 1, num_workers >= 0, got {counts}")
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
         if max_image_pixels < 1:
             raise ValueError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
-        self.network = network
-        self.preprocessing = preprocessing
         if not callable(postprocessing):
             kind = type(postprocessing).__name__
             raise ValueError(f"postprocessing must be callable on {{'pred': logits}}, not {kind}")
+        self.network = network
+        self.preprocessing = preprocessing
         self.postprocessing = postprocessing
         self.inferer = inferer or SimpleInferer()
         self.lesion_names = names
@@ -208,59 +193,42 @@ class FundusInferenceRunner:
 
     def settings(self) -> dict[str, Any]:
         """What decides the contents of the outputs, as recorded in the manifest and compared between runs."""
-        model = None
-        if self.model_file is not None:
-            if not self.model_file.is_file():
-                raise FileNotFoundError(f"model_file not found: {self.model_file}")
-            model = {"sha256": file_sha256(self.model_file)}  # the path is in the run record: moving it is no change
         out = self.outputs
-        identity: dict[str, Any] = {
-            "model": model, "lesions": self.lesion_names, "threshold": self.threshold,
-            "overlay_alpha": out.overlay_alpha, "overlay_legend": out.overlay_legend,
-            "overlay_side_by_side": out.overlay_side_by_side, "legend_model": out.legend_model,
+        fixed = {
+            "lesions": self.lesion_names, "threshold": self.threshold, "overlay_alpha": out.overlay_alpha,
+            "overlay_legend": out.overlay_legend, "overlay_side_by_side": out.overlay_side_by_side,
+            "legend_model": out.legend_model,
         }  # fmt: skip
-        if self.output_settings is not None:
-            identity["settings"] = self.output_settings
-        else:
-            identity.update(
-                network=describe_components(self.network),
-                preprocessing=describe_components(self.preprocessing),
-                postprocessing=describe_components(self.postprocessing),
-                inferer=describe_components(self.inferer),
-            )
-        return canonical(identity)
+        parts = {"network": self.network, "preprocessing": self.preprocessing, "postprocessing": self.postprocessing}
+        return folder_identity(self.model_file, fixed, self.output_settings, {**parts, "inferer": self.inferer})
 
     def run(self, items: Sequence[Mapping[str, Any] | str | os.PathLike]) -> InferenceReport:
-        """Segment ``items`` (dicts with ``image_key`` or paths) and return the report, which is also logged."""
+        """Segment ``items`` (dicts with ``image_key`` or paths) and return the report, which is also logged; in a
+        sharded job every rank passes the same items, segments its share and returns the job's report."""
         items = list(items)
+        ranks = JobRanks.current()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        run_id = new_run_id()
-        self._warn_if_demo_model()
+        run_id = ranks.from_main(new_run_id())
+        if ranks.is_main:
+            announce_if_demo_model(self.provenance)
         try:
-            with folder_lock(self.output_dir, run_id):
-                return self._run_holding_folder(items, run_id)
+            with job_folder_lock(self.output_dir, run_id, ranks):
+                return self._run_holding_folder(items, run_id, ranks)
         finally:
-            self._warn_if_demo_model()
+            if ranks.is_main:
+                announce_if_demo_model(self.provenance)
 
-    def _warn_if_demo_model(self) -> None:
-        """A model whose provenance (``provenance["model"]``) says synthetic-only is announced as a demo model."""
-        origin = self.provenance.get("model")
-        if isinstance(origin, Mapping) and origin.get("synthetic"):
-            logger.warning("%s", DEMO_MODEL_WARNING)
-
-    def _run_holding_folder(self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str) -> InferenceReport:
+    def _begin(self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str, ranks: JobRanks) -> tuple:
+        """The main rank's start of a run: the folder's settings check and manifest, and the plan of what to do."""
         remove_partial_files(self.output_dir)
         table = SummaryTable(self.output_dir / SUMMARY_FILE)
+        table.absorb_rank_tables()  # rows a killed sharded job left: their photographs are done
         run_info = {
-            "model_file": None if self.model_file is None else str(self.model_file),
-            "formats": list(self.formats),
-            "overlay_format": self.outputs.overlay_format,
-            "nifti": self.nifti,
-            "device": str(self.device),
-            "amp": self.amp,
-            "encoding": PNG_ENCODING,
+            "model_file": None if self.model_file is None else str(self.model_file), "formats": list(self.formats),
+            "overlay_format": self.outputs.overlay_format, "nifti": self.nifti, "device": str(self.device),
+            "processes": ranks.world_size, "amp": self.amp, "encoding": PNG_ENCODING,
             "provenance": json_round_trip(self.provenance),
-        }
+        }  # fmt: skip
         manifest = RunManifest(self.output_dir, run_id, self.settings(), run_info)
         if manifest.check(table.images(), self.overwrite):
             for image in table.images():  # made with other settings: none of them is done
@@ -268,20 +236,61 @@ class FundusInferenceRunner:
             table.flush()
         manifest.begin(len(items))
         state = RunState(self.output_dir, table, self.strict, self.input_root)
-        state.report.found, state.report.run_id = len(items), run_id
-        completed = False
+        pending = state.plan(items, self.layout.complete, self.lesion_names, self.image_key, self.overwrite)
+        return manifest, state, pending
+
+    def _run_holding_folder(
+        self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str, ranks: JobRanks
+    ) -> InferenceReport:
+        started = time.monotonic()
+        manifest, state, pending, refusal = None, None, None, None
+        if ranks.is_main:
+            try:
+                manifest, state, pending = self._begin(items, run_id, ranks)
+            except Exception as err:
+                refusal = _describe(err)
+                raise
+            finally:
+                ranks.from_main((refusal, pending))
+        else:
+            refusal, pending = ranks.from_main(None)
+            if refusal is not None:
+                raise RuntimeError(f"the inference job's main rank stopped before segmenting: {refusal}")
+            table = SummaryTable(rank_table_path(self.output_dir, ranks.rank))
+            state = RunState(self.output_dir, table, self.strict, self.input_root)
+        state.report.run_id = run_id
+        stopped: Exception | None = None
         try:
-            pending = state.plan(items, self.layout.complete, self.lesion_names, self.image_key, self.overwrite)
             state.raise_if_fatal()
-            if pending:
-                self._stream(pending, state)
+            share = ranks.share(pending)
+            if share:
+                self._stream(share, state)
             state.raise_if_fatal()
-            completed = True
-        finally:
+        except Exception as err:  # the other ranks must still meet this one at the merge
+            stopped = err
+        except BaseException:  # an interrupt: a sharded job's ranks are stopped together by torchrun
             state.table.flush()
-            manifest.finish(self.output_dir / FAILURES_FILE, state.report, completed)
-        logger.info("%s", state.report)
-        return state.report
+            if manifest is not None and not ranks.is_sharded:
+                manifest.finish(self.output_dir / FAILURES_FILE, state.report, completed=False)
+            raise
+        state.table.flush()
+        outcomes = ranks.gather((state.report, None if stopped is None else _describe(stopped)))
+        report = merged_report([r for r, _ in outcomes], found=len(items))
+        if manifest is not None:  # the main rank merges: the other ranks' rows, less those of failed photographs
+            manifest.record["seconds"] = round(time.monotonic() - started, 3)
+            state.table.absorb_rank_tables()
+            for path, _ in report.failed:
+                state.table.remove(state.name(path))
+            state.table.flush()
+            manifest.finish(self.output_dir / FAILURES_FILE, report, completed=all(s is None for _, s in outcomes))
+        if stopped is not None:
+            raise stopped
+        for rank, (_, reason) in enumerate(outcomes):
+            if reason is not None:
+                raise RuntimeError(f"rank {rank} of the inference job stopped: {reason}")
+        if ranks.is_main:
+            logger.info("%s", report)
+        return report
 
     def _stream(self, pending: list[dict[str, str]], state: RunState) -> None:
         dataset = InferenceDataset(
@@ -355,26 +364,20 @@ class FundusInferenceRunner:
             reason = f"the network output has {bad} non-finite values (NaN or inf) of {logits.numel()}"
             state.fail(str(info["path"]), reason)
             return None
-        prob = self._probabilities(logits)
+        prob = to_probabilities(self.postprocessing, logits, self.lesion_names)
         try:
             return self._map_back(prob, image, info)
         except Exception as err:  # one image's failure must not stop the others
             state.fail(str(info["path"]), f"could not map the prediction back ({_describe(err)})")
             return None
 
-    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """One image's probabilities ``(len(lesion_names), *spatial)`` from its logits, by ``postprocessing``."""
-        return to_probabilities(self.postprocessing, logits, self.lesion_names)
-
     def _map_back(
         self, prob: torch.Tensor, image: MetaTensor, info: Mapping[str, Any]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """8-bit levels (C, H, W) of one prediction on the photograph's grid, and the float maps when ``nifti``.
 
-        Runs in the loop's thread, on the prediction's device: on a GPU the inversion is a few kernels and only
-        8-bit levels cross to the host; on a CPU it uses torch's thread pool once, instead of every writer thread
-        starting its own next to the network's.
-        """
+        Runs in the loop's thread, on the prediction's device: on a GPU only 8-bit levels cross to the host; on a CPU
+        torch's thread pool is used once, not by every writer thread next to the network's."""
         original = info.get("original")
         size = tuple(original.shape[1:]) if original is not None else tuple(image.meta.get("spatial_shape", ()))
         return levels_on_photograph(self.preprocessing, prob, image, self.image_key, size, self.nifti)

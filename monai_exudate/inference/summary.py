@@ -12,6 +12,8 @@ from monai_exudate.inference.quantify import RUN_FIELDS, SUMMARY_FIELDS
 from monai_exudate.inference.writers import read_csv
 from monai_exudate.utils.atomic import write_csv_atomic
 
+RANK_TABLE_PATTERN = ".summary.rank*.csv"
+
 
 class SummaryTable:
     """Rows of ``summary.csv`` by image, loaded from an earlier run and rewritten atomically as images complete.
@@ -60,6 +62,28 @@ class SummaryTable:
             if self._rows.pop(image, None) is not None:
                 self._dirty = True
 
+    def absorb_rank_tables(self) -> int:
+        """Move the rows in the rank tables beside this table (``rank_table_path``) into it and delete those files.
+
+        Rows of later ranks replace an image's earlier rows. The table is saved before the files are deleted, so a
+        process killed in between finds the rows again (absorbing twice changes nothing): the photographs a killed
+        job finished count as done on its re-run. Returns the number of images absorbed.
+        """
+        found = sorted(self.path.parent.glob(RANK_TABLE_PATTERN), key=lambda p: p.name)
+        images = 0
+        for path in found:
+            rows: dict[str, list[dict[str, object]]] = {}
+            for row in read_csv(path, SUMMARY_FIELDS, optional=RUN_FIELDS):
+                rows.setdefault(str(row["image"]), []).append(row)
+            with self._lock:
+                self._rows.update(rows)
+                self._dirty = self._dirty or bool(rows)
+            images += len(rows)
+        self.flush()
+        for path in found:
+            path.unlink(missing_ok=True)
+        return images
+
     def flush(self, force: bool = True) -> None:
         """Rewrite the CSV atomically if rows changed since the last save (``force=False`` honours the pacing)."""
         with self._lock:
@@ -71,6 +95,11 @@ class SummaryTable:
             self._dirty = False
             now = time.monotonic()
             self._next_write = now + self.cost_factor * (now - start)
+
+
+def rank_table_path(folder: str | os.PathLike, rank: int) -> Path:
+    """Where rank ``rank`` (> 0) of a sharded job keeps its rows until the main rank merges them into summary.csv."""
+    return Path(folder) / f".summary.rank{int(rank)}.csv"
 
 
 def table_name(path: str | os.PathLike, input_root: str | os.PathLike | None) -> str:
