@@ -1,9 +1,10 @@
 """Throughput and peak memory of a bundle's folder inference, against the bundle's network alone.
 
 The pipeline measured is the bundle's own ``configs/inference.json``: its preprocessing, inferer (sliding window for
-HRDecoder) and ``FundusInferenceRunner``, with random network weights. ``--profile idrid`` applies the network and
-input-size settings of the bundle's ``configs/idrid.json`` (the configuration meant for IDRiD-size photographs);
-``--set key=value`` overrides any other setting (value in JSON).
+HRDecoder) and ``FundusInferenceRunner``, with random network weights. The network and input size are the shipped
+model's (its ``model_package.json``); ``--profile default`` takes those of ``train.json``, ``--profile cpu`` or
+``--profile idrid`` those of the bundle's ``configs/cpu.json`` or ``configs/idrid.json`` (the configuration meant for
+IDRiD-size photographs) over it; ``--set key=value`` overrides any other setting (value in JSON).
 
 - end-to-end: ``runner.run`` over the folder: reading and checking files, preprocessing in DataLoader workers, the
   network, inversion to the original grid, PNG maps, masks, overlays and summary.csv in writer threads.
@@ -20,7 +21,11 @@ Images: the real sample under ../shared/data/idrid_sample when present (``--data
 ``--num-images`` synthetic ones written by ``write_synthetic_dataset`` at 4288x2848. Peak memory: the process's
 maximum resident set size (and the largest DataLoader worker's) and, on CUDA, ``torch.cuda.max_memory_allocated``.
 
+``--processes 1 2`` measures instead the throughput of the bundle's own inference command with its shipped model, in
+one process and sharded over two (``torchrun``, ``multi_gpu_inference.json``), and the scaling efficiency.
+
 Examples: ``python bench/inference.py --bundle exudate_dsm``;
+``python bench/inference.py --bundle exudate_dsm --processes 1 2 --num-workers 0 --num-writers 1``;
 ``python bench/inference.py --bundle exudate_dsm --profile idrid --limit 4``;
 ``python bench/inference.py --bundle fundus_lesion_hrdecoder --device cuda --amp --profile idrid --num-workers 8``.
 """
@@ -30,7 +35,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +56,10 @@ DATA_KEYS = {"dataset_dir", "synthetic", "layout", "train_section", "val_section
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", choices=BUNDLES, default="exudate_dsm")
-    parser.add_argument("--profile", choices=("default", "idrid"), default="default")
+    parser.add_argument(
+        "--profile", choices=("shipped", "default", "cpu", "idrid"), default="shipped",
+        help="the network and input settings: the shipped model's package, train.json's defaults or a profile's",
+    )  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a setting")
     parser.add_argument("--data", type=Path, help="folder of photographs (default: the IDRiD sample or synthetic)")
     parser.add_argument("--num-images", type=int, default=8, help="synthetic images when no real data is found")
@@ -63,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA only)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the images of the model-only loop")
+    parser.add_argument(
+        "--processes", type=int, nargs="+", metavar="N",
+        help="instead: the throughput of the bundle's own command with its shipped model for each number of processes "
+        "(1: python -m monai.bundle run; N > 1: torchrun with multi_gpu_inference.json), --threads torch threads each",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -83,7 +98,10 @@ def find_images(args: argparse.Namespace, scratch: Path) -> list[dict]:
 def overrides(args: argparse.Namespace, inference: dict[str, Any]) -> dict[str, Any]:
     """Settings applied on top of the bundle's inference.json: profile, command line, and the bench's own."""
     values: dict[str, Any] = {}
-    if args.profile != "default":
+    if args.profile != "shipped":
+        values["model_settings"] = training_model_settings(args)
+        values["calibration"] = None
+    if args.profile not in ("shipped", "default"):
         profile = json.loads((REPO / "bundles" / args.bundle / "configs" / f"{args.profile}.json").read_text())
         values.update({k: v for k, v in profile.items() if k in inference and k not in DATA_KEYS})
     for item in args.set:
@@ -108,6 +126,17 @@ def overrides(args: argparse.Namespace, inference: dict[str, Any]) -> dict[str, 
     return values
 
 
+def training_model_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``model_settings`` as the bundle's training builds them with ``--profile`` (train.json and its overlay)."""
+    from monai.bundle import ConfigParser
+
+    configs = REPO / "bundles" / args.bundle / "configs"
+    files = [configs / "train.json"] + ([configs / f"{args.profile}.json"] if args.profile != "default" else [])
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    return parser.get_parsed_content("model_settings")
+
+
 def build(args: argparse.Namespace, output_dir: Path):
     """The bundle's parsed config with the overrides, and a description of them."""
     from monai.bundle import ConfigParser
@@ -121,7 +150,8 @@ def build(args: argparse.Namespace, output_dir: Path):
         parser[key] = value
     parser["output_dir"] = str(output_dir)
     torch.manual_seed(0)
-    shown = {k: v for k, v in values.items() if k not in ("network", "device", "progress", "overwrite")}
+    hidden = ("network", "device", "progress", "overwrite", "model_settings", "calibration")
+    shown = {k: v for k, v in values.items() if k not in hidden}
     return parser, shown
 
 
@@ -171,6 +201,7 @@ def model_only_rate(runner, samples: list[dict], args: argparse.Namespace) -> tu
 
 def writing_seconds(runner, samples: list[dict], preds: list[torch.Tensor], scratch: Path) -> float:
     """CPU seconds per image of post-processing and inverting one prediction and writing its files, in this thread."""
+    from monai_exudate.inference.postprocessing import to_probabilities
     from monai_exudate.inference.run_state import RunState
     from monai_exudate.inference.summary import SummaryTable
 
@@ -178,7 +209,8 @@ def writing_seconds(runner, samples: list[dict], preds: list[torch.Tensor], scra
     start = time.thread_time()
     for sample, pred in zip(samples, preds):
         info = {k: v for k, v in sample.items() if k != runner.image_key}
-        prob = runner._probabilities(pred.to(runner.device))  # branch fusion and sigmoid, as in the run
+        # branch fusion and sigmoid, as in the run
+        prob = to_probabilities(runner.postprocessing, pred.to(runner.device), runner.lesion_names)
         levels, volume = runner._map_back(prob, sample[runner.image_key], info)
         runner._write(state, levels, volume, info)
     spent = time.thread_time() - start
@@ -193,8 +225,63 @@ def peak_memory_mib() -> tuple[float, float]:
     return own, children
 
 
+def sharded_throughput(args: argparse.Namespace) -> None:
+    """Photographs per second of the bundle's inference command, with the model it ships, for each process count.
+
+    Each command segments the same photographs into a fresh folder; its processes run ``--threads`` torch threads
+    (default 1, ``OMP_NUM_THREADS``), ``--num-workers`` loader workers and ``--num-writers`` writer threads each. The
+    job's rate is photographs / the run's own seconds in ``manifest.json`` (from taking the folder to the merged
+    records, so start-up and model loading are left out; the command's rate with them is shown beside it). Scaling
+    efficiency = rate(N) / (N x rate(first count)).
+    """
+    configs = REPO / "bundles" / args.bundle / "configs"
+    threads = str(args.threads or 1)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        photos = scratch / "photos"
+        photos.mkdir()
+        for item in find_images(args, scratch):
+            (photos / Path(item["image"]).name).symlink_to(Path(item["image"]).resolve())
+        count = len(list(photos.iterdir()))
+        rows = []
+        for processes in args.processes:
+            files = [configs / "inference.json"] + ([configs / "multi_gpu_inference.json"] if processes > 1 else [])
+            if processes == 1:
+                launcher = [sys.executable, "-m"]
+            else:
+                launcher = ["torchrun", "--standalone", f"--nproc_per_node={processes}", "-m"]
+            out = scratch / f"out-{processes}"
+            command = [
+                *launcher, "monai.bundle", "run", "--config_file", str([str(f) for f in files]),
+                "--meta_file", str(configs / "metadata.json"), "--dataset_dir", str(photos), "--output_dir", str(out),
+                "--amp", str(bool(args.amp)), "--progress", "False", "--batch_size", str(args.batch_size),
+                "--num_workers", str(args.num_workers), "--num_writers", str(args.num_writers),
+            ]  # fmt: skip
+            start = time.perf_counter()
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ,
+                                    "OMP_NUM_THREADS": threads})  # fmt: skip
+            wall = time.perf_counter() - start
+            if result.returncode != 0:
+                raise SystemExit(f"{processes} processes: the command failed:\n{result.stderr[-3000:]}")
+            record = json.loads((out / "manifest.json").read_text())["runs"][-1]
+            if record["processed"] != count:
+                raise SystemExit(f"{processes} processes: {record['processed']} of {count} photographs processed")
+            rows.append((processes, count / record["seconds"], count / wall))
+    print(f"bundle {args.bundle}, shipped model, {count} photographs, torch threads {threads} per process, "
+          f"{args.num_workers} loader workers and {args.num_writers} writer threads per process")  # fmt: skip
+    print("| processes | photographs/s (run) | photographs/s (command, start-up included) | speed-up | efficiency |")
+    print("|---|---|---|---|---|")
+    base_processes, base, _ = rows[0]
+    for processes, rate, command_rate in rows:
+        speedup = rate / base
+        efficiency = speedup * base_processes / processes
+        print(f"| {processes} | {rate:.4f} | {command_rate:.4f} | {speedup:.2f}x | {100 * efficiency:.0f}% |")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.processes:
+        return sharded_throughput(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch_dir:
