@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="instead: the throughput of the bundle's own command with its shipped model for each number of processes "
         "(1: python -m monai.bundle run; N > 1: torchrun with multi_gpu_inference.json), --threads torch threads each",
     )  # fmt: skip
+    parser.add_argument("--copies", type=int, default=1, help="with --processes: each photograph K times, renamed")
     return parser.parse_args(argv)
 
 
@@ -241,7 +242,9 @@ def sharded_throughput(args: argparse.Namespace) -> None:
         photos = scratch / "photos"
         photos.mkdir()
         for item in find_images(args, scratch):
-            (photos / Path(item["image"]).name).symlink_to(Path(item["image"]).resolve())
+            source = Path(item["image"]).resolve()
+            for copy in range(args.copies):
+                (photos / f"{source.stem}_{copy}{source.suffix}").symlink_to(source)
         count = len(list(photos.iterdir()))
         rows = []
         for processes in args.processes:
