@@ -36,17 +36,11 @@ from monai_exudate.inference.records import (
 from monai_exudate.inference.run_state import InferenceReport, RunState
 from monai_exudate.inference.sharding import JobRanks, job_folder_lock, merged_report
 from monai_exudate.inference.summary import SummaryTable, model_columns, rank_table_path
-from monai_exudate.inference.writers import OUTPUT_FORMATS, OutputLayout
+from monai_exudate.inference.writers import OUTPUT_FORMATS, PNG_ENCODING, OutputLayout
 from monai_exudate.utils.atomic import remove_partial_files
 from monai_exudate.utils.json_values import json_round_trip
 
 logger = logging.getLogger(__name__)
-
-# how to read the probability and mask PNGs back, as the manifest states it
-PNG_ENCODING = {
-    "prob": "8-bit grey level q = round(p * 255); the probability is q / 255",
-    "mask": "255 where q / 255 > threshold (the metrics' rule), else 0",
-}
 
 SUMMARY_FILE = "summary.csv"
 FAILURES_FILE = "failures.csv"
@@ -70,9 +64,9 @@ class FundusInferenceRunner:
     ``ValueError`` naming the file when ``strict``. An image whose outputs look whole and have summary rows is skipped
     unless ``overwrite``; an output name (stem) taken by another input is reported, not written. A folder made with
     other settings is refused, saying which differ, unless ``overwrite`` (which redoes its photographs). One job at a
-    time writes into a folder: a second is refused with ``records.FolderInUseError``. Under ``torchrun`` (a
-    ``torch.distributed`` process group) the job is sharded over the ranks, each on its own ``device``: every
-    photograph is segmented by exactly one rank and the records are merged once by rank 0 (``inference.sharding``).
+    time writes into a folder: a second is refused with ``records.FolderInUseError``. With ``distributed`` (under
+    ``torchrun``) the job is sharded over the ranks, each on its own ``device``: every photograph is segmented by
+    exactly one rank and the records are merged once by rank 0 (``inference.sharding``).
 
     Args:
         network: returns logits ``(B, K, *spatial)`` in eval mode (``K``: what ``postprocessing`` expects).
@@ -108,6 +102,8 @@ class FundusInferenceRunner:
             are described instead (``records.describe_components``), which a library upgrade may change.
         max_image_pixels: photographs whose header declares more pixels are refused before decoding.
         input_root: ``summary.csv`` names images relative to this folder or file's folder; None: as given.
+        distributed: run as one rank of the initialised ``torch.distributed`` job, every rank with the same items
+            (the bundles' ``multi_gpu_inference.json`` sets it); False: a job of one process.
     """
 
     def __init__(
@@ -140,6 +136,7 @@ class FundusInferenceRunner:
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         input_root: str | os.PathLike | None = None,
         output_settings: Mapping[str, Any] | None = None,
+        distributed: bool = False,
     ) -> None:
         if not isinstance(preprocessing, Compose):
             raise ValueError(f"preprocessing must be a monai.transforms.Compose, got {type(preprocessing).__name__}")
@@ -185,6 +182,7 @@ class FundusInferenceRunner:
         self.max_image_pixels = int(max_image_pixels)
         self.input_root = input_root
         self.output_settings = None if output_settings is None else json_round_trip(output_settings)
+        self.distributed = bool(distributed)
         self._model_columns = model_columns(self.threshold, self.provenance, self.model_file)
         self.outputs = ImageOutputs(
             self.layout, names, self.threshold, self.formats, overlay_alpha, overlay_format, overlay_legend,
@@ -206,17 +204,15 @@ class FundusInferenceRunner:
         """Segment ``items`` (dicts with ``image_key`` or paths) and return the report, which is also logged; in a
         sharded job every rank passes the same items, segments its share and returns the job's report."""
         items = list(items)
-        ranks = JobRanks.current()
+        ranks = JobRanks.of_process_group() if self.distributed else JobRanks()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         run_id = ranks.from_main(new_run_id())
-        if ranks.is_main:
-            announce_if_demo_model(self.provenance)
+        announce_if_demo_model(self.provenance if ranks.is_main else {})
         try:
             with job_folder_lock(self.output_dir, run_id, ranks):
                 return self._run_holding_folder(items, run_id, ranks)
         finally:
-            if ranks.is_main:
-                announce_if_demo_model(self.provenance)
+            announce_if_demo_model(self.provenance if ranks.is_main else {})
 
     def _begin(self, items: list[Mapping[str, Any] | str | os.PathLike], run_id: str, ranks: JobRanks) -> tuple:
         """The main rank's start of a run: the folder's settings check and manifest, and the plan of what to do."""
@@ -237,6 +233,10 @@ class FundusInferenceRunner:
         manifest.begin(len(items))
         state = RunState(self.output_dir, table, self.strict, self.input_root)
         pending = state.plan(items, self.layout.complete, self.lesion_names, self.image_key, self.overwrite)
+        if state.fatal is not None:  # strict: a failure found while planning stops the job before it segments
+            table.flush()
+            manifest.finish(self.output_dir / FAILURES_FILE, state.report, completed=False)
+            state.raise_if_fatal()
         return manifest, state, pending
 
     def _run_holding_folder(
@@ -261,11 +261,11 @@ class FundusInferenceRunner:
         state.report.run_id = run_id
         stopped: Exception | None = None
         try:
-            state.raise_if_fatal()
             share = ranks.share(pending)
             if share:
                 self._stream(share, state)
             state.raise_if_fatal()
+            state.table.flush()
         except Exception as err:  # the other ranks must still meet this one at the merge
             stopped = err
         except BaseException:  # an interrupt: a sharded job's ranks are stopped together by torchrun
@@ -273,13 +273,12 @@ class FundusInferenceRunner:
             if manifest is not None and not ranks.is_sharded:
                 manifest.finish(self.output_dir / FAILURES_FILE, state.report, completed=False)
             raise
-        state.table.flush()
         outcomes = ranks.gather((state.report, None if stopped is None else _describe(stopped)))
         report = merged_report([r for r, _ in outcomes], found=len(items))
-        if manifest is not None:  # the main rank merges: the other ranks' rows, less those of failed photographs
+        if manifest is not None:  # the main rank merges: the other ranks' rows, less those of their failed photographs
             manifest.record["seconds"] = round(time.monotonic() - started, 3)
             state.table.absorb_rank_tables()
-            for path, _ in report.failed:
+            for path, _ in (failure for other, _ in outcomes[1:] for failure in other.failed):
                 state.table.remove(state.name(path))
             state.table.flush()
             manifest.finish(self.output_dir / FAILURES_FILE, report, completed=all(s is None for _, s in outcomes))

@@ -11,9 +11,10 @@ scheduler of the project's own.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch.distributed as dist
@@ -25,20 +26,38 @@ __all__ = ["JobRanks", "job_folder_lock", "merged_report"]
 
 T = TypeVar("T")
 
+# The ranks meet twice, at the start (the plan) and at the end (the merge), where the first to finish waits for the
+# slowest: with uneven shares or a rank stopped early (strict) that can be hours, far past NCCL's 10-minute watchdog.
+# A dead rank is not waited for: torchrun stops every rank of the job when one exits with an error.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=24)
+
 
 @dataclass(frozen=True)
 class JobRanks:
-    """The calling process's place in its inference job: ``rank`` of ``world_size`` processes (0 of 1 alone)."""
+    """The calling process's place in its inference job: ``rank`` of ``world_size`` processes (0 of 1 alone).
+
+    ``group``: the process group the job's small messages (plan, reports) go through.
+    """
 
     rank: int = 0
     world_size: int = 1
+    group: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def current(cls) -> JobRanks:
-        """The default process group's rank and size when one is initialised (``torchrun``), else a job of one."""
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
+    def of_process_group(cls) -> JobRanks:
+        """This process's rank and the job's size in the initialised default process group (``torchrun`` and the
+        bundles' ``multi_gpu_inference.json``); every rank must call it, at the same point.
+
+        The messages go through a gloo group of the same ranks with ``COLLECTIVE_TIMEOUT``, whatever the default
+        group's backend: on CPU tensors, so NCCL's device and watchdog play no part.
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "distributed inference needs an initialised torch.distributed process group: start it with torchrun "
+                "and the bundle's multi_gpu_inference.json (or set distributed to false)"
+            )
+        group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
+        return cls(dist.get_rank(), dist.get_world_size(), group)
 
     @property
     def is_main(self) -> bool:
@@ -58,7 +77,7 @@ class JobRanks:
         if not self.is_sharded:
             return value
         box = [value if self.is_main else None]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
     def gather(self, value: T) -> list[T]:
@@ -66,7 +85,7 @@ class JobRanks:
         if not self.is_sharded:
             return [value]
         values: list[Any] = [None] * self.world_size
-        dist.all_gather_object(values, value)
+        dist.all_gather_object(values, value, group=self.group)
         return values
 
 
@@ -75,21 +94,26 @@ def job_folder_lock(folder: str | os.PathLike, run_id: str, ranks: JobRanks) -> 
     """Hold ``folder`` for one job: the main rank takes ``records.folder_lock`` and every rank learns the outcome.
 
     A folder held by another job (of any number of processes) refuses the whole job with ``FolderInUseError`` on
-    every rank; the ranks of the job holding it never refuse each other. The lock is released when the main rank
-    leaves the block, after the merge, or by the kernel when the main rank dies.
+    every rank; the ranks of the job holding it never refuse each other. Any other error taking the lock (a file
+    system without ``flock``, no permission) stops every rank too, naming it. The lock is released when the main
+    rank leaves the block, after the merge, or by the kernel when the main rank dies (torchrun then stops the job's
+    other ranks).
     """
     with contextlib.ExitStack() as held:
-        refusal = None
+        error: Exception | None = None
         if ranks.is_main:
             try:
                 held.enter_context(folder_lock(folder, run_id))
-            except FolderInUseError as err:
+            except Exception as err:
                 if not ranks.is_sharded:
                     raise
-                refusal = str(err)
-        refusal = ranks.from_main(refusal)
+                error = err
+        refusal = ranks.from_main(None if error is None else (isinstance(error, FolderInUseError), str(error)))
+        if error is not None:
+            raise error
         if refusal is not None:
-            raise FolderInUseError(refusal)
+            in_use, text = refusal
+            raise FolderInUseError(text) if in_use else RuntimeError(f"the job could not take {folder}: {text}")
         yield
 
 

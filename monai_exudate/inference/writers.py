@@ -20,6 +20,11 @@ from monai_exudate.inference.legend import draw_legend
 
 # Temporary files are named ``.<final name>.<random>.partial`` in the destination folder.
 OUTPUT_FORMATS = ("prob", "mask", "overlay")
+# how to read the probability and mask PNGs back, as the manifest states it
+PNG_ENCODING = {
+    "prob": "8-bit grey level q = round(p * 255); the probability is q / 255",
+    "mask": "255 where q / 255 > threshold (the metrics' rule), else 0",
+}
 OVERLAY_FORMATS = {"png": ".png", "jpeg": ".jpg"}
 
 # Fixed overlay colours of the lesions the bundles know; other names take the fallback colours in order.

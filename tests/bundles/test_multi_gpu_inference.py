@@ -98,7 +98,8 @@ def test_sharded_evaluation_reduces_its_metrics_to_the_one_process_figures(train
     for processes in (1, 2):
         out = root / f"evaluation-{processes}"
         configs = ["train.json", "evaluate.json"] + (["multi_gpu_evaluate.json"] if processes > 1 else [])
-        _bundle_run(bundle, configs, ["evaluating", *data, "--output_dir", str(out)], processes)
+        cpu = ["--device", "cpu", "--amp", "False"]  # gloo processes, also where a GPU is present
+        _bundle_run(bundle, configs, ["evaluating", *data, *cpu, "--output_dir", str(out)], processes)
         metrics[processes] = json.loads((out / "eval" / "metrics.json").read_text())
     assert len(metrics[1]) > 10 and metrics[2] == pytest.approx(metrics[1], abs=1e-6)
     import mlflow

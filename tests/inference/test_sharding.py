@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from monai.inferers import SimpleInferer
 from monai.transforms import Activationsd, Compose, EnsureTyped, NormalizeIntensityd, Resized
 from PIL import Image
 from torch import nn
+from torch.multiprocessing.spawn import ProcessException
 
 from monai_exudate.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FieldOfViewCropd, LoadFundusd, PadToSquared
 from monai_exudate.inference import FolderInUseError, FundusInferenceRunner, InferenceReport, list_inference_inputs
@@ -39,7 +41,7 @@ def test_every_item_goes_to_exactly_one_rank_in_order(world):
 
 
 def test_a_job_of_one_needs_no_process_group():
-    ranks = JobRanks.current()
+    ranks = JobRanks()
     assert (ranks.rank, ranks.world_size, ranks.is_main, ranks.is_sharded) == (0, 1, True, False)
     assert ranks.from_main("x") == "x" and ranks.gather(3) == [3]
 
@@ -81,6 +83,13 @@ def _dies_at_third_photograph(table: Path) -> _TinyNet:
     return network
 
 
+class _NonFinite(_TinyNet):
+    """Logits that are NaN: every photograph fails (in strict mode the first stops the rank)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * float("nan")
+
+
 class _WaitsForFile(_TinyNet):
     """Holds the job at its first photograph until ``release`` exists, announcing it in ``started``."""
 
@@ -96,7 +105,7 @@ class _WaitsForFile(_TinyNet):
         return super().forward(x)
 
 
-def _runner(output_dir: Path, network: nn.Module) -> FundusInferenceRunner:
+def _runner(output_dir: Path, network: nn.Module, **kwargs) -> FundusInferenceRunner:
     preprocessing = Compose([
         LoadFundusd(lesions=[]), FieldOfViewCropd(keys=["image"]), PadToSquared(keys=["image"]),
         Resized(keys=["image"], spatial_size=(48, 48), mode="area"), EnsureTyped(keys="image", dtype=torch.float32),
@@ -105,6 +114,7 @@ def _runner(output_dir: Path, network: nn.Module) -> FundusInferenceRunner:
     return FundusInferenceRunner(
         network, preprocessing, Compose([Activationsd(keys="pred", sigmoid=True)]), SimpleInferer(),
         output_dir=output_dir, progress=False, num_writers=1, overlay_format="jpeg", input_root=output_dir.parent,
+        **kwargs,
     )  # fmt: skip
 
 
@@ -126,23 +136,28 @@ def _job(rank: int, world: int, init_file: str, root: str, kind: str) -> None:
     timeout = datetime.timedelta(seconds=60)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timeout)
     root_path = Path(root)
-    out = root_path / ("sharded" if kind == "sharded" else kind)
+    out = root_path / kind
     network = {
         "sharded": _TinyNet,
         "killed": lambda: _dies_at_third_photograph(rank_table_path(out, 1)) if rank == 1 else _TinyNet(),
         "held": lambda: _WaitsForFile(root_path / "started", root_path / "release"),
+        "strict": lambda: _NonFinite() if rank == 1 else _TinyNet(),
     }[kind]()
+    result = root_path / f"{kind}-rank{rank}.json"
     try:
-        report = _runner(out, network).run(list_inference_inputs(root_path / "photos"))
-        (root_path / f"{kind}-rank{rank}.json").write_text(json.dumps([report.processed, report.found]))
+        runner = _runner(out, network, distributed=True, strict=kind == "strict")
+        report = runner.run(list_inference_inputs(root_path / "photos"))
+        result.write_text(json.dumps([report.processed, report.found]))
     except FolderInUseError as err:
-        (root_path / f"{kind}-rank{rank}.json").write_text(json.dumps({"refused": str(err)}))
+        result.write_text(json.dumps({"refused": str(err)}))
+    except Exception as err:  # recorded for the test, which checks every rank stopped and how
+        result.write_text(json.dumps({"error": f"{type(err).__name__}: {err}"}))
     finally:
         dist.destroy_process_group()
 
 
 def _two_ranks(root: Path, kind: str) -> None:
-    init = root / f"init-{kind}"
+    init = root / f"init-{kind}-{uuid.uuid4().hex}"  # one rendezvous file per job: a stale one could join two jobs
     mp.spawn(_job, args=(2, str(init), str(root), kind), nprocs=2, join=True)
 
 
@@ -187,7 +202,7 @@ def test_two_gloo_processes_write_what_one_process_writes(one_and_two):
 
 def test_a_killed_rank_leaves_its_finished_photographs_and_the_rerun_does_the_rest(one_and_two):
     root, single, _ = one_and_two
-    with pytest.raises(mp.ProcessExitedException):
+    with pytest.raises(ProcessException):  # rank 1 exits; rank 0 is stopped or fails waiting for it
         _two_ranks(root, "killed")
     killed = root / "killed"
     left = rank_table_path(killed, 1)
@@ -228,3 +243,44 @@ def test_a_folder_held_by_a_job_refuses_a_second_job_on_every_rank(tmp_path):
         (tmp_path / "release").touch()
         job.join(timeout=120)
     assert [json.loads((tmp_path / f"held-rank{r}.json").read_text()) for r in (0, 1)] == [[7, 8], [7, 8]]
+
+
+def test_a_rank_that_stops_stops_the_job_on_every_rank_without_a_hang(tmp_path):
+    """Strict mode: rank 1's first photograph has a non-finite output; rank 1 stops, rank 0 finishes its share, both
+    meet at the merge and stop, the failure recorded and the run marked incomplete."""
+    _photos(tmp_path / "photos")
+    (tmp_path / "photos" / "broken.jpg").unlink()  # the failure must come from a rank's share, not the planning
+    _two_ranks(tmp_path, "strict")
+    results = [json.loads((tmp_path / f"strict-rank{r}.json").read_text()) for r in (0, 1)]
+    assert results[1]["error"].startswith("ValueError") and "non-finite" in results[1]["error"]
+    assert results[0]["error"].startswith("RuntimeError: rank 1 of the inference job stopped")
+    run = json.loads((tmp_path / "strict" / "manifest.json").read_text())["runs"][-1]
+    assert run["completed"] is False and run["failed"] == 1 and run["processed"] >= 1
+    assert "non-finite" in (tmp_path / "strict" / "failures.csv").read_text()
+
+
+def test_a_strict_failure_while_planning_stops_every_rank_before_segmenting(tmp_path):
+    _photos(tmp_path / "photos")
+    (tmp_path / "photos" / "p0.jpg").write_bytes((tmp_path / "photos" / "p0.png").read_bytes())  # stem p0 twice
+    (tmp_path / "photos" / "broken.jpg").unlink()
+    _two_ranks(tmp_path, "strict")
+    results = [json.loads((tmp_path / f"strict-rank{r}.json").read_text()) for r in (0, 1)]
+    assert "output name 'p0'" in results[0]["error"] and "main rank stopped before segmenting" in results[1]["error"]
+    assert not list((tmp_path / "strict").glob("*_mask.png"))
+    assert json.loads((tmp_path / "strict" / "manifest.json").read_text())["runs"][-1]["completed"] is False
+
+
+def test_distributed_without_a_process_group_is_refused_clearly(tmp_path):
+    _photos(tmp_path / "photos")
+    with pytest.raises(RuntimeError, match="torchrun and the bundle's multi_gpu_inference.json"):
+        _runner(tmp_path / "out", _TinyNet(), distributed=True).run(list_inference_inputs(tmp_path / "photos"))
+
+
+def test_the_merge_keeps_the_rows_of_a_photograph_listed_twice(tmp_path):
+    """The second entry fails ("listed twice"); the first one's rows stay, and a re-run skips the photograph."""
+    _photos(tmp_path / "photos")
+    photo = str(tmp_path / "photos" / "p0.png")
+    report = _runner(tmp_path / "out", _TinyNet()).run([photo, photo])
+    assert (report.processed, [reason for _, reason in report.failed]) == (1, ["listed twice"])
+    assert [row[0] for row in _rows(tmp_path / "out", "summary.csv", ())] == ["photos/p0.png"]
+    assert _runner(tmp_path / "out", _TinyNet()).run([photo]).skipped == 1
