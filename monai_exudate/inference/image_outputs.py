@@ -36,10 +36,23 @@ def model_line(network: torch.nn.Module, provenance: Mapping[str, Any]) -> str:
     return f"{name}, trained on {Path(str(origin.get('trained_on'))).name}"
 
 
+def lesion_thresholds(threshold: float | Sequence[float], lesion_names: Sequence[str]) -> list[float]:
+    """One probability threshold per lesion from one for all or one per lesion (``ValueError`` naming the values
+    when a count or a value is wrong)."""
+    values = [threshold] * len(lesion_names) if isinstance(threshold, (int, float)) else list(threshold)
+    if len(values) != len(lesion_names):
+        raise ValueError(f"threshold: one value, or one per lesion {list(lesion_names)}, got {values}")
+    values = [float(v) for v in values]
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"threshold must be in [0, 1], got {values}")
+    return values
+
+
 class ImageOutputs:
     """Write one photograph's files from its 8-bit probability levels ``q = round(p * 255)``, (C, H, W).
 
-    Masks follow the metrics' rule ``q / 255 > threshold``, computed as one integer comparison ``q > mask_above``.
+    Masks follow the metrics' rule ``q / 255 > threshold`` (each lesion's own threshold when one per lesion is given),
+    computed as one integer comparison per channel, ``q > mask_above[c]``.
     The overlay paints each lesion's mask in its colour (``writers.lesion_colours``) over the photograph, with the
     legend (``legend.draw_legend``) and, on request, the untouched photograph beside it. Every file is written
     atomically. It holds no state between images, so the runner's writer threads share one instance.
@@ -47,7 +60,7 @@ class ImageOutputs:
     Args:
         layout: where each file goes.
         lesion_names: one per channel of the levels.
-        threshold: probability threshold of the masks.
+        threshold: probability threshold of the masks, one for every lesion or one per lesion.
         formats: subset of ``("prob", "mask", "overlay")``.
         overlay_alpha: opacity of the lesion colours.
         overlay_format: "png" or "jpeg".
@@ -61,7 +74,7 @@ class ImageOutputs:
         self,
         layout: OutputLayout,
         lesion_names: Sequence[str],
-        threshold: float,
+        threshold: float | Sequence[float],
         formats: Sequence[str],
         overlay_alpha: float = 0.5,
         overlay_format: str = "png",
@@ -72,7 +85,7 @@ class ImageOutputs:
     ) -> None:
         self.layout = layout
         self.lesion_names = list(lesion_names)
-        self.threshold = float(threshold)
+        self.thresholds = lesion_thresholds(threshold, self.lesion_names)
         self.formats = tuple(formats)
         self.overlay_alpha = float(overlay_alpha)
         self.overlay_format = overlay_format
@@ -81,7 +94,8 @@ class ImageOutputs:
         self.legend_model = legend_model
         self.png_compress_level = int(png_compress_level)
         self.colours = lesion_colours(self.lesion_names)
-        self.mask_above = int(np.count_nonzero(np.arange(256) / 255.0 <= self.threshold)) - 1
+        levels = np.arange(256) / 255.0
+        self.mask_above = np.array([np.count_nonzero(levels <= t) - 1 for t in self.thresholds])[:, None, None]
 
     def write(
         self, stem: str, levels: np.ndarray, volume: np.ndarray | None, original: torch.Tensor | None
@@ -97,7 +111,7 @@ class ImageOutputs:
                 mask_png = encode_png(masks[c].astype(np.uint8) * np.uint8(255), level)
                 atomic_write_bytes(self.layout.mask(stem, lesion), mask_png)
         if "overlay" in self.formats and original is not None:
-            legend = {"lesion_names": self.lesion_names, "threshold": self.threshold, "model": self.legend_model}
+            legend = {"lesion_names": self.lesion_names, "threshold": self.thresholds, "model": self.legend_model}
             overlay = compose_overlay(
                 original.numpy().transpose(2, 1, 0), masks, self.colours, self.overlay_alpha,
                 legend if self.overlay_legend else None, self.overlay_side_by_side,

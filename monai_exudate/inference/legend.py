@@ -16,22 +16,25 @@ def draw_legend(
     overlay: np.ndarray,
     lesion_names: Sequence[str],
     colours: Sequence[Sequence[int]],
-    threshold: float,
+    threshold: float | Sequence[float],
     model: str,
 ) -> np.ndarray:
     """Return ``overlay`` (H, W, 3) with a legend box in its bottom-left corner.
 
     Fundus photographs leave their corners outside the circular field of view, so the box lies mostly on background
     (where the field of view reaches the bottom edge, as in IDRiD, it covers a thin strip of its rim). Lines: one
-    swatch and name per lesion, then ``p > threshold`` and ``model``. The text height is about 1.4% of the
+    swatch and name per lesion, then ``p > threshold`` and ``model``; with one threshold per lesion that differ, each
+    lesion's line ends with its own ``p > t``. The text height is about 1.4% of the
     photograph's height (at least 10 pixels), so the legend reads the same at any size.
     """
     height, width = overlay.shape[:2]
     size = max(10, round(height / 70))
     font = _font(size)
-    lines = [(f"{name}  {LESION_FULL_NAMES.get(name.upper(), '')}".rstrip(), tuple(int(c) for c in colour))
-             for name, colour in zip(lesion_names, colours)]  # fmt: skip
-    lines += [(f"p > {threshold:.2f}", None), (model, None)]
+    thresholds = [float(threshold)] * len(lesion_names) if np.isscalar(threshold) else [float(t) for t in threshold]
+    own = len(set(thresholds)) > 1
+    lines = [(f"{name}  {LESION_FULL_NAMES.get(name.upper(), '')}".rstrip() + (f"  p > {t:.2f}" if own else ""),
+              tuple(int(c) for c in colour)) for name, colour, t in zip(lesion_names, colours, thresholds)]  # fmt: skip
+    lines += ([] if own else [(f"p > {thresholds[0]:.2f}", None)]) + [(model, None)]
     pad, swatch = size // 2, size
     image = Image.fromarray(np.ascontiguousarray(overlay, dtype=np.uint8))
     draw = ImageDraw.Draw(image, "RGBA")

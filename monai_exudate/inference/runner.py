@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, innermost_cause
-from monai_exudate.inference.image_outputs import ImageOutputs, model_line
+from monai_exudate.inference.image_outputs import ImageOutputs, lesion_thresholds, model_line
 from monai_exudate.inference.inversion import levels_on_photograph
 from monai_exudate.inference.model_package import announce_if_demo_model
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
@@ -78,12 +78,10 @@ class FundusInferenceRunner:
         lesion_names: one name per output channel, used in file names and the table.
         output_dir: folder for every output (created).
         device: where the network runs.
-        threshold: probability threshold of the masks and the table.
+        threshold: probability threshold of the masks and the table: one for every lesion, or one per lesion.
         batch_size: images per network call (preprocessing must give them one shape to batch them).
-        num_workers: DataLoader worker processes (0 reads in the main process).
-        amp: fp16 autocast on CUDA (ignored on CPU).
-        formats: subset of ``("prob", "mask", "overlay")``.
-        nifti: also write the multi-channel NIfTI probabilities.
+        num_workers: DataLoader worker processes (0 reads in the main process); amp: fp16 autocast on CUDA only.
+        formats: subset of ``("prob", "mask", "overlay")``; nifti: also write the NIfTI probabilities.
         overwrite: redo images whose outputs exist.
         strict: stop at the first failure.
         progress: show a tqdm progress bar.
@@ -115,7 +113,7 @@ class FundusInferenceRunner:
         lesion_names: Sequence[str] = ("EX",),
         output_dir: str | os.PathLike = "inference",
         device: str | torch.device = "cpu",
-        threshold: float = 0.5,
+        threshold: float | Sequence[float] = 0.5,
         batch_size: int = 1,
         num_workers: int = 0,
         amp: bool = False,
@@ -146,8 +144,7 @@ class FundusInferenceRunner:
         bad = [n for n in names if not n or any(not (c.isalnum() or c in "-_") for c in n)]
         if bad:
             raise ValueError(f"lesion_names are used in file names: letters, digits, '-' and '_' only, got {bad}")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        thresholds = lesion_thresholds(threshold, names)
         if batch_size < 1 or num_workers < 0 or (num_writers is not None and num_writers < 1):
             counts = f"{batch_size}, {num_workers} and {num_writers}"
             raise ValueError(f"batch_size and num_writers must be >= 1, num_workers >= 0, got {counts}")
@@ -166,7 +163,9 @@ class FundusInferenceRunner:
         self.output_dir = Path(output_dir)
         self.layout = OutputLayout(self.output_dir, names, formats, nifti, overlay_format)
         self.device = torch.device(device)
-        self.threshold = float(threshold)
+        # one value when one was given, so the identity of folders made before per-lesion thresholds holds
+        self.threshold = thresholds[0] if isinstance(threshold, (int, float)) else thresholds
+        self._lesion_threshold = dict(zip(names, thresholds))
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.amp = bool(amp)
@@ -183,9 +182,9 @@ class FundusInferenceRunner:
         self.input_root = input_root
         self.output_settings = None if output_settings is None else json_round_trip(output_settings)
         self.distributed = bool(distributed)
-        self._model_columns = model_columns(self.threshold, self.provenance, self.model_file)
+        self._model_columns = model_columns(thresholds[0], self.provenance, self.model_file)
         self.outputs = ImageOutputs(
-            self.layout, names, self.threshold, self.formats, overlay_alpha, overlay_format, overlay_legend,
+            self.layout, names, thresholds, self.formats, overlay_alpha, overlay_format, overlay_legend,
             overlay_side_by_side, model_line(network, self.provenance), png_compress_level,
         )  # fmt: skip
 
@@ -389,7 +388,8 @@ class FundusInferenceRunner:
             name = state.name(path)
             facts = {**self._model_columns, "segmented_at": utc_now()}
             rows = summary_rows(name, masks, self.lesion_names, int(info["fov_pixels"]))
-            state.table.update(name, [{**row, **facts} for row in rows])
+            rows = [{**row, **facts, "threshold": self._lesion_threshold[str(row["lesion"])]} for row in rows]
+            state.table.update(name, rows)
             state.succeeded()
         except Exception as err:  # one image's failure must not stop the others
             state.fail(path, f"could not write outputs ({_describe(err)})")

@@ -57,6 +57,10 @@ def test_training_writes_checkpoints_and_mlflow_run(trained, run_artifacts):
     state = torch.load(models / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     assert {"model", "optimizer", "lr_scheduler", "trainer"} <= set(state)
     assert state["trainer"]["iteration"] // state["trainer"]["epoch_length"] == 2
+    # each lesion's operating threshold, chosen on the validation set beside the best model, in its package
+    record = json.loads((models / "threshold.json").read_text())
+    assert sorted(record["thresholds"]) == sorted(LESIONS) and all(0 <= t <= 1 for t in record["thresholds"].values())
+    assert json.loads((models / "model_package.json").read_text())["threshold_file"] == "threshold.json"
 
     import mlflow
 

@@ -18,7 +18,7 @@ from monai_exudate.inference import DEMO_MODEL_WARNING
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ("exudate_dsm", "fundus_lesion_hrdecoder")
 SHIPPED = {"exudate_dsm": ("model.pt", "model_package.json", "threshold.json"),
-           "fundus_lesion_hrdecoder": ("model.pt", "model_package.json")}  # fmt: skip
+           "fundus_lesion_hrdecoder": ("model.pt", "model_package.json", "threshold.json")}  # fmt: skip
 MODEL_ZOO_FILE_LIMIT = 25 * 1024 * 1024
 QUICK = {
     "exudate_dsm": {"synthetic_num": 4, "synthetic_size": [128, 96], "spatial_size": [64, 48], "net_width": 4,
@@ -86,6 +86,9 @@ def test_readme_inference_segments_a_real_photograph_with_the_shipped_model(bund
         "lesions"
     ]
     assert [r["lesion"] for r in rows] == lesions and {r["model_origin"] for r in rows} == {name}
+    # each lesion's mask at the threshold the model ships, chosen on its validation photographs
+    stored = json.loads((REPO / "bundles" / bundle / "models" / "threshold.json").read_text())["thresholds"]
+    assert {r["lesion"]: float(r["threshold"]) for r in rows} == pytest.approx(stored)
     assert (out / "IDRiD_55_overlay.jpg").is_file()
     for lesion in lesions:
         assert (out / f"IDRiD_55_{lesion}_prob.png").is_file() and (out / f"IDRiD_55_{lesion}_mask.png").is_file()

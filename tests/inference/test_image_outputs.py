@@ -39,3 +39,21 @@ def test_the_legend_says_where_the_model_came_from():
     assert model_line(net, {"model": {"known": True, "synthetic": True}}) == "Identity, DEMO: synthetic data only"
     trained = {"model": {"known": True, "synthetic": False, "trained_on": "/data/IDRiD"}}
     assert model_line(net, trained) == "Identity, trained on IDRiD"
+
+
+def test_each_lesion_is_masked_at_its_own_threshold(tmp_path):
+    lesions = ["EX", "HE", "SE", "MA"]
+    thresholds = [0.5, 0.22, 0.17, 0.0]
+    outputs = ImageOutputs(OutputLayout(tmp_path, lesions, ("mask",)), lesions, thresholds, ("mask",))
+    levels = np.tile(np.arange(256, dtype=np.uint8).reshape(1, 16, 16), (4, 1, 1))
+    masks = outputs.write("a", levels, None, None)
+    for c, threshold in enumerate(thresholds):
+        np.testing.assert_array_equal(masks[c], levels[c] / 255.0 > threshold)
+    assert ImageOutputs(OutputLayout(tmp_path, lesions, ("mask",)), lesions, 0.3, ("mask",)).thresholds == [0.3] * 4
+
+
+@pytest.mark.parametrize("threshold, message", [([0.5, 0.5], "one per lesion"), ([0.5, 0.2, 0.1, 1.5], r"\[0, 1\]")])
+def test_a_wrong_threshold_list_is_refused_naming_it(tmp_path, threshold, message):
+    lesions = ["EX", "HE", "SE", "MA"]
+    with pytest.raises(ValueError, match=message):
+        ImageOutputs(OutputLayout(tmp_path, lesions, ("mask",)), lesions, threshold, ("mask",))

@@ -35,3 +35,14 @@ def test_side_by_side_overlay_puts_the_photograph_left_of_the_painted_one():
     assert both.shape == (40, 120, 3)
     assert np.array_equal(both[:, :60], photo) and np.array_equal(both[:, 60:], alone)
     assert np.array_equal(compose_overlay(photo, masks, [(255, 230, 0)]), paint_overlay(photo, masks, [(255, 230, 0)]))
+
+
+def test_one_threshold_per_lesion_is_written_on_each_lesion_line():
+    photo = np.full((720, 1080, 3), 90, np.uint8)
+    colours = [(255, 230, 0), (220, 0, 0)]
+    shared = draw_legend(photo, ["EX", "HE"], colours, [0.3, 0.3], "model")
+    own = draw_legend(photo, ["EX", "HE"], colours, [0.3, 0.2], "model")
+    assert np.array_equal(shared, draw_legend(photo, ["EX", "HE"], colours, 0.3, "model"))  # one line "p > 0.30"
+    box = lambda out: np.nonzero((out != photo).any(axis=2))  # noqa: E731
+    # the lesion lines grow by their threshold and the separate threshold line goes: wider and shorter
+    assert box(own)[1].max() > box(shared)[1].max() and box(own)[0].min() > box(shared)[0].min()
