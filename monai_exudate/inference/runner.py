@@ -182,7 +182,7 @@ class FundusInferenceRunner:
         self.input_root = input_root
         self.output_settings = None if output_settings is None else json_round_trip(output_settings)
         self.distributed = bool(distributed)
-        self._model_columns = model_columns(thresholds[0], self.provenance, self.model_file)
+        self._model_columns = model_columns(self.provenance, self.model_file)
         self.outputs = ImageOutputs(
             self.layout, names, thresholds, self.formats, overlay_alpha, overlay_format, overlay_legend,
             overlay_side_by_side, model_line(network, self.provenance), png_compress_level,
@@ -388,8 +388,7 @@ class FundusInferenceRunner:
             name = state.name(path)
             facts = {**self._model_columns, "segmented_at": utc_now()}
             rows = summary_rows(name, masks, self.lesion_names, int(info["fov_pixels"]))
-            rows = [{**row, **facts, "threshold": self._lesion_threshold[str(row["lesion"])]} for row in rows]
-            state.table.update(name, rows)
+            state.table.update(name, [{**r, "threshold": self._lesion_threshold[r["lesion"]], **facts} for r in rows])
             state.succeeded()
         except Exception as err:  # one image's failure must not stop the others
             state.fail(path, f"could not write outputs ({_describe(err)})")

@@ -115,8 +115,9 @@ def table_name(path: str | os.PathLike, input_root: str | os.PathLike | None) ->
         return str(path)
 
 
-def model_columns(threshold: float, provenance: Mapping[str, object], model_file: str | os.PathLike | None) -> dict:
-    """The run columns of ``summary.csv`` but the time: threshold, model (bundle, version, file) and its origin."""
+def model_columns(provenance: Mapping[str, object], model_file: str | os.PathLike | None) -> dict:
+    """The run columns of ``summary.csv`` but the threshold (each lesion's own) and the time: the model (bundle,
+    version, file) and its origin."""
     parts = [str(provenance.get(k)) for k in ("bundle", "version") if provenance.get(k)]
     if model_file is not None:
         parts.append(Path(model_file).name)
@@ -129,4 +130,4 @@ def model_columns(threshold: float, provenance: Mapping[str, object], model_file
         described = str(origin["name"])
     else:
         described = str(origin.get("trained_on"))
-    return {"threshold": threshold, "model": " ".join(parts) or "unknown", "model_origin": described}
+    return {"model": " ".join(parts) or "unknown", "model_origin": described}

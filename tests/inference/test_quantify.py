@@ -123,15 +123,14 @@ def test_table_names_and_model_columns(tmp_path) -> None:
     assert table_name(photo, tmp_path / "other") == str(photo) and table_name(photo, None) == str(photo)
     origin = {"known": True, "synthetic": False, "trained_on": "/data/IDRiD"}
     provenance = {"bundle": "exudate_dsm", "version": "0.6.0", "model": origin}
-    assert model_columns(0.4, provenance, "/m/model.pt") == {
-        "threshold": 0.4,
+    assert model_columns(provenance, "/m/model.pt") == {
         "model": "exudate_dsm 0.6.0 model.pt",
         "model_origin": "/data/IDRiD",
     }
-    assert model_columns(0.5, {"model": {"known": True, "synthetic": True}}, None)["model_origin"] == (
+    assert model_columns({"model": {"known": True, "synthetic": True}}, None)["model_origin"] == (
         "synthetic demo set"
     )
-    assert model_columns(0.5, {}, None) == {"threshold": 0.5, "model": "unknown", "model_origin": "unknown"}
+    assert model_columns({}, None) == {"model": "unknown", "model_origin": "unknown"}
 
 
 def test_summary_table_rejects_a_foreign_csv(tmp_path) -> None:
