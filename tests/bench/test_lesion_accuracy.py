@@ -1,0 +1,101 @@
+"""bench/lesion_accuracy.py: four-lesion scoring at the photographs' own size, equal crops for every system."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_lesion_accuracy", REPO / "bench" / "lesion_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Constant(torch.nn.Module):
+    """Four lesion logits, one constant probability per lesion (size follows the input)."""
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("logits", torch.logit(torch.tensor(values)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.reshape(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[2:]).clone()
+
+
+def test_score_network_counts_every_lesion_at_the_photographs_own_size(tmp_path):
+    from PIL import Image
+
+    bench = _bench()
+    overrides = {**bench.SMOKE, "bundle_root": str(tmp_path)}
+    settings = bench.profile_parser(["train.json", "cpu.json"], overrides).get_parsed_content("model_settings")
+    parser = bench.evaluation_parser(["train.json", "cpu.json"], overrides, settings)
+    # EX, HE everywhere; SE, MA nowhere at 0.5, but above a threshold of 0.1
+    network = _Constant([0.7, 0.9, 0.2, 0.3])
+    scores = bench.score_network(network, parser, torch.device("cpu"), {"EX": 0.5, "HE": 0.5, "SE": 0.5, "MA": 0.1})
+    assert list(scores) == ["EX", "HE", "SE", "MA"]
+    items = parser.get_parsed_content("validate#datalist")
+    size = sum(
+        np.asarray(Image.open(item["image"])).shape[0] * np.asarray(Image.open(item["image"])).shape[1]
+        for item in items
+    )
+
+    def share(name: str) -> float:  # a photograph without the lesion's mask counts as negative
+        return sum(int((np.asarray(Image.open(item[name])) > 0).sum()) for item in items if item.get(name)) / size
+
+    # predicted over the same region (the field of view; the inverted padding is 0) for EX, HE at 0.5 and MA at
+    # 0.1: each lesion's IoU is its pixels over that region's area, so IoUs scale as the lesions' pixel counts
+    area = share("EX") / scores["EX"]["iou"]
+    assert 0.3 < area <= 1.0
+    assert scores["HE"]["iou"] == pytest.approx(share("HE") / area, rel=1e-6)
+    assert scores["MA"]["iou_thr"] == pytest.approx(share("MA") / area, rel=1e-6) and share("MA") > 0
+    for name in ("EX", "HE"):
+        assert scores[name]["f"] == pytest.approx(2 * scores[name]["iou"] / (1 + scores[name]["iou"]))
+        assert scores[name]["recall_lt100_thr"] in (None, 1.0)
+    assert scores["SE"]["iou"] == 0.0 and scores["MA"]["iou"] == 0.0 and scores["SE"]["iou_thr"] == 0.0
+    assert all(0.0 <= row["ap"] <= 1.0 for row in scores.values())
+
+
+def test_trained_systems_see_equal_crops_and_are_scored_on_both_sets(tmp_path):
+    bench = _bench()
+    out = tmp_path / "table.md"
+    args = ["--smoke", "--seeds", "0", "--systems", "monai_unet", "hrdecoder", "lr_only",
+            "--workdir", str(tmp_path / "w"), "--out", str(out)]  # fmt: skip
+    table = bench.main(args, log=lambda line: None)
+    assert out.read_text().startswith(table.splitlines()[0])
+    assert "### validation" in table and "### test" in table and "recall_lt100_thr" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and " | EX | " in line]
+    assert len(rows) == 6  # three systems, two sets
+    cost = [line.split("|")[2:4] for line in table.splitlines() if line.count("|") == 5 and "---" not in line][1:]
+    assert len(cost) == 3 and len({tuple(c) for c in cost}) == 1 and cost[0][0].strip() != "0"
+
+
+def test_lr_only_system_trains_the_low_resolution_branch_alone(tmp_path, monkeypatch):
+    bench = _bench()
+    seen = []
+    real = bench.train_profile
+
+    def recording(configs, overrides):
+        network, steps, crops = real(configs, overrides)
+        seen.append((overrides["lr_only"], network.lr_only))
+        return network, steps, crops
+
+    monkeypatch.setattr(bench, "train_profile", recording)
+    args = ["--smoke", "--seeds", "0", "--systems", "lr_only", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "t.md")]  # fmt: skip
+    bench.main(args, log=lambda line: None)
+    assert seen == [(True, True)]
+
+
+def test_missing_shipped_package_is_refused_by_name(tmp_path, capsys):
+    bench = _bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", "--systems", "shipped", "--ckpt_dir", str(tmp_path / "none")], log=lambda line: None)
+    assert "--ckpt_dir" in capsys.readouterr().err
