@@ -35,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -109,20 +109,14 @@ def evaluation_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigP
     return parser
 
 
-def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.device) -> dict[str, float]:
-    """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
-
-    Each photograph goes through the evaluation preprocessing, the profile's inferer (``network`` returns logits) and
-    the evaluation post-processing (``validate#postprocessing``: branch fusion, sigmoid, inversion of the
-    preprocessing); labels are the original masks.
-    """
+def inverted_predictions(
+    network: torch.nn.Module, parser: ConfigParser, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(probabilities, label)`` ``[1, C, H, W]`` of each ``validate#dataset`` photograph at its own size: the
+    evaluation preprocessing, ``validate#inferer`` (``network`` returns logits) and ``validate#postprocessing``."""
     dataset = parser.get_parsed_content("validate#dataset")
     inferer = parser.get_parsed_content("validate#inferer")
     invert = parser.get_parsed_content("validate#postprocessing")
-    report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
-    levels = torch.zeros(2, 256, dtype=torch.int64)  # 8-bit level histograms (lesion, background) for the AP
-    # the looser count of small-lesion recall: a component counts once the mask touches it
-    touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
     network.eval()
     for item in dataset:
         with torch.no_grad():
@@ -132,6 +126,21 @@ def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.
         label = torch.as_tensor(item["label"])[None].float()
         if probs.shape != label.shape:
             raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
+        yield probs, label
+
+
+def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.device) -> dict[str, float]:
+    """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
+
+    Each photograph goes through the evaluation preprocessing, the profile's inferer (``network`` returns logits) and
+    the evaluation post-processing (``validate#postprocessing``: branch fusion, sigmoid, inversion of the
+    preprocessing); labels are the original masks.
+    """
+    report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
+    levels = torch.zeros(2, 256, dtype=torch.int64)  # 8-bit level histograms (lesion, background) for the AP
+    # the looser count of small-lesion recall: a component counts once the mask touches it
+    touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
+    for probs, label in inverted_predictions(network, parser, device):
         for metric in (report, touched):
             metric.update((probs, label))
         q = probs.mul(255).round().long().flatten()

@@ -54,6 +54,9 @@ from monai_exudate.metrics.pixel import (
     pixel_scores,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/accuracy.py's helpers, run as a script or loaded
+from accuracy import _fmt, _override, inverted_predictions  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "fundus_lesion_hrdecoder"
 SYSTEMS = ("shipped", "monai_unet", "hrdecoder", "lr_only")
@@ -98,24 +101,13 @@ def score_network(
     """Per lesion: AUPR, AP, IoU and F at 0.5, the F-maximising level (``best_thr``) and, given ``thresholds``,
     IoU, F and small-lesion recall at them; on ``validate#dataset`` at the photographs' own size."""
     lesions = list(parser.get_parsed_content("lesions"))
-    dataset = parser.get_parsed_content("validate#dataset")
-    inferer = parser.get_parsed_content("validate#inferer")
-    invert = parser.get_parsed_content("validate#postprocessing")
     report = LesionMetricsReport(lesions, sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
     at_threshold = {
         name: LesionMetricsReport([name], sigmas=(0.5,), size_bins=SIZE_BINS, threshold=thresholds[name], flat=False)
         for name in (thresholds or {})
     }
     histograms = torch.zeros(len(lesions), 2, 256, dtype=torch.int64)
-    network.eval()
-    for item in dataset:
-        with torch.no_grad():
-            item["pred"] = inferer(item["image"][None].to(device), network)[0].cpu()
-        item = invert(item)
-        probs = torch.as_tensor(item["pred"])[None].float().clamp(0, 1)
-        label = torch.as_tensor(item["label"])[None].float()
-        if probs.shape != label.shape:
-            raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
+    for probs, label in inverted_predictions(network, parser, device):
         report.update((probs, label))
         histograms += pixel_histograms(probs, label)
         for c, name in enumerate(lesions):
@@ -224,14 +216,6 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     return result
 
 
-def _fmt(values: Sequence[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} +/- {std:.3f}" if len(values) > 1 else f"{values[0]:.3f}"
-
-
 def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
     """One table per scored set: a row per system and lesion, mean (+/- std over seeds) of each column."""
     blocks = []
@@ -255,16 +239,6 @@ def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
                         f"{statistics.mean(r['seconds'] for r in rs):.0f} |")  # fmt: skip
     blocks.append("\n".join(cost))
     return "\n\n".join(blocks)
-
-
-def _override(text: str) -> tuple[str, object]:
-    import json
-
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> str:
