@@ -14,7 +14,6 @@ from scipy import ndimage
 from monai_exudate.data.indexers import build_datalist
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO.parent / "shared" / "data" / "idrid_sample"
 
 
 def _bench():
@@ -24,9 +23,9 @@ def _bench():
     return module
 
 
-def _sample_testing(photo: str) -> dict:
+def _sample_testing(sample: Path, photo: str) -> dict:
     """A datalist holding one photograph of the IDRiD sample's testing section, paths relative to the sample."""
-    entries = build_datalist("idrid", str(SAMPLE))["testing"]
+    entries = build_datalist("idrid", str(sample))["testing"]
     return {"testing": [entry for entry in entries if entry["id"] == photo]}
 
 
@@ -43,19 +42,28 @@ def test_mistakes_are_components_touching_nothing_on_the_other_side():
     assert found == [("false mark", 2, (10, 10)), ("false mark", 25, (32, 4)), ("missed", 6, (21, 20))]
 
 
-def test_picture_of_a_real_photograph_from_the_run_folder(tmp_path):
+def test_picture_of_a_real_photograph_from_the_run_folder(tmp_path, idrid_sample):
     """The command reads the lesions from the run's manifest and tiles the largest false mark and misses."""
     bench = _bench()
     (tmp_path / "manifest.json").write_text(json.dumps({"settings": {"lesions": ["EX"]}}))
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps(_sample_testing("IDRiD_55")))
-    truth = np.asarray(Image.open(SAMPLE / _sample_testing("IDRiD_55")["testing"][0]["EX"])) > 0
+    datalist.write_text(json.dumps(_sample_testing(idrid_sample, "IDRiD_55")))
+    truth = np.asarray(Image.open(idrid_sample / _sample_testing(idrid_sample, "IDRiD_55")["testing"][0]["EX"])) > 0
     _, lesions = ndimage.label(truth, structure=np.ones((3, 3)))
     predicted = np.zeros_like(truth)
     predicted[100:140, 2000:2060] = True  # a false mark on the background; every exudate missed
     Image.fromarray(predicted.astype(np.uint8) * 255).save(tmp_path / "IDRiD_55_EX_mask.png")
     out = tmp_path / "picture.jpg"
-    args = ["--outputs", str(tmp_path), "--datalist", str(datalist), "--dataset_dir", str(SAMPLE), "--out", str(out)]
+    args = [
+        "--outputs",
+        str(tmp_path),
+        "--datalist",
+        str(datalist),
+        "--dataset_dir",
+        str(idrid_sample),
+        "--out",
+        str(out),
+    ]
     assert bench.main([*args, "--per_lesion", "3", "--tile", "64"]) == 0
     assert lesions >= 3 and Image.open(out).size == (4 * 68, 68)  # one false mark and the three largest misses
     (tmp_path / "IDRiD_55_EX_mask.png").unlink()
