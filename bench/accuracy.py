@@ -112,8 +112,9 @@ def evaluation_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigP
 def inverted_predictions(
     network: torch.nn.Module, parser: ConfigParser, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(probabilities, label)`` ``[1, C, H, W]`` of each ``validate#dataset`` photograph at its own size: the
-    evaluation preprocessing, ``validate#inferer`` (``network`` returns logits) and ``validate#postprocessing``."""
+    """``(probabilities, label)`` ``[1, C, W, H]`` (MONAI's spatial order) of each ``validate#dataset`` photograph at
+    its own size: the evaluation preprocessing, ``validate#inferer`` (``network`` returns logits) and
+    ``validate#postprocessing``."""
     dataset = parser.get_parsed_content("validate#dataset")
     inferer = parser.get_parsed_content("validate#inferer")
     invert = parser.get_parsed_content("validate#postprocessing")

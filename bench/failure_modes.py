@@ -14,7 +14,6 @@ model confuses (optic disc rim, vessel reflexes, field edge, unmarked bright spo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from scipy import ndimage
 
 from monai_exudate.data.checks import checked_sections
 from monai_exudate.data.transforms import LoadFundusd
+from monai_exudate.inference.records import read_manifest
 from monai_exudate.inference.writers import LESION_COLOURS
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -123,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lesions = args.lesions
     if lesions is None:
-        manifest = args.outputs / "manifest.json"
-        if not manifest.is_file():
-            parser.error(f"{manifest} not found: give --lesions")
-        lesions = list(json.loads(manifest.read_text())["settings"]["lesions"])
-    datalist = json.loads(args.datalist.read_text())
-    items = checked_sections(datalist, [args.section], str(args.dataset_dir), lesions)[args.section]
+        manifest = read_manifest(args.outputs / "manifest.json")  # ValueError naming the file when damaged
+        if manifest is None or "lesions" not in manifest["settings"]:
+            parser.error(f"{args.outputs / 'manifest.json'} does not name the run's lesions: give --lesions")
+        lesions = list(manifest["settings"]["lesions"])
+    # checked_sections reads the datalist file itself, naming it in every error
+    items = checked_sections(str(args.datalist), [args.section], str(args.dataset_dir), lesions)[args.section]
     picture = failure_picture(args.outputs, items, lesions, args.per_lesion, args.tile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(args.out, quality=90)

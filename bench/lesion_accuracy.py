@@ -15,7 +15,8 @@ Systems, each trained from scratch on the datalist's ``training`` section with t
   on the profile's own training crops (lesion-biased, rescaled, flipped, rotated) in batches of the profile's size
   for the same number of optimiser steps: equal crops seen, equal pixels;
 - ``shipped``: the bundle's shipped model (``--ckpt_dir`` for another package), not trained here, scored with its
-  calibration as the bundle's evaluation scores it.
+  calibration as the bundle's evaluation scores it; ``shipped_sigmoid``: the same network's plain sigmoid maps, as
+  the trained systems are scored (the calibration was fitted on the validation photographs).
 
 Each network is scored at the photographs' own size through the bundle's evaluation pipeline (sliding windows of the
 training crop on the resized photograph, predictions inverted to the original size): per lesion the authors'
@@ -39,7 +40,6 @@ from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
-from monai.data import DataLoader
 from monai.losses import DiceLoss
 from monai.networks.nets import UNet
 from monai.utils import set_determinism
@@ -59,9 +59,10 @@ from accuracy import _fmt, _override, inverted_predictions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "fundus_lesion_hrdecoder"
-SYSTEMS = ("shipped", "monai_unet", "hrdecoder", "lr_only")
+SYSTEMS = ("shipped", "shipped_sigmoid", "monai_unet", "hrdecoder", "lr_only")
 LABELS = {
-    "shipped": "shipped model (bundle models/)",
+    "shipped": "shipped model (bundle models/), calibrated",
+    "shipped_sigmoid": "shipped model (bundle models/), its sigmoid maps",
     "monai_unet": "plain MONAI UNet (4 sigmoid channels) + DiceLoss, Adam 1e-3",
     "hrdecoder": "fundus_lesion_hrdecoder profile: HRDecoder",
     "lr_only": "fundus_lesion_hrdecoder profile: LR branch only",
@@ -145,18 +146,20 @@ def train_profile(configs: Sequence[str | Path], overrides: Mapping) -> tuple[to
 def train_monai_unet(
     parser: ConfigParser, steps: int, seed: int, device: torch.device
 ) -> tuple[torch.nn.Module, int, int]:
-    """MONAI ``UNet`` (four sigmoid channels) + ``DiceLoss`` on the profile's training crops, Adam 1e-3, batches of
-    the profile's ``batch_size``; returns ``(network, steps, crops)``."""
+    """MONAI ``UNet`` (four sigmoid channels) + ``DiceLoss`` on the profile's training crops, Adam 1e-3, the
+    profile's own data loader (full batches of its ``batch_size``); returns ``(network, steps, crops)``."""
     set_determinism(seed=seed)
-    dataset = parser.get_parsed_content("train#dataset")
-    loader = DataLoader(dataset, batch_size=int(parser["batch_size"]), shuffle=True, num_workers=0)
+    loader = parser.get_parsed_content("train#dataloader")  # the profile's own batches (its FullBatchSampler)
     lesions = len(parser.get_parsed_content("lesions"))
     unet = UNet(2, 3, lesions, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2).to(device)
     optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
     loss_fn = DiceLoss(sigmoid=True)
     done, crops = 0, 0
     unet.train()
+    epoch = 0
     while done < steps:
+        loader.sampler.set_epoch(epoch)  # a new order each epoch, as MONAI's trainer draws it
+        epoch += 1
         for batch in loader:
             image, label = batch["image"].to(device), batch["label"].to(device).float()
             optimizer.zero_grad(set_to_none=True)
@@ -172,7 +175,7 @@ def shipped_network(ckpt_dir: Path, device: torch.device) -> torch.nn.Module:
     """The packaged network with its weights (the bundle's inference path)."""
     from monai_exudate.recipes.hrdecoder import network
 
-    settings = package_settings(str(ckpt_dir / "model.pt"), "fundus_lesion_hrdecoder")
+    settings = package_settings(str(ckpt_dir / "model.pt"), BUNDLE.name)
     return load_network_weights(network(settings), str(ckpt_dir / "model.pt"), map_location="cpu").to(device)
 
 
@@ -195,9 +198,11 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     overrides["val_interval"] = epochs + 1
     start = time.perf_counter()
     settings = base.get_parsed_content("model_settings")
-    if system == "shipped":
-        network, steps, crops, settings = shipped_network(args.ckpt_dir, device), 0, 0, None
+    if system in ("shipped", "shipped_sigmoid"):
+        network, steps, crops = shipped_network(args.ckpt_dir, device), 0, 0
         overrides["ckpt_dir"] = str(args.ckpt_dir)
+        # None: the package's settings and calibration; the sigmoid row takes the settings without the calibration
+        settings = package_settings(str(args.ckpt_dir / "model.pt"), BUNDLE.name) if system != "shipped" else None
     elif system in ("hrdecoder", "lr_only"):
         extra = {"lr_only": system == "lr_only"}
         network, steps, crops = train_profile(args.configs, {**overrides, **extra})
@@ -210,6 +215,8 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     if args.test_dataset_dir is not None or args.smoke:
         test_dir = str(args.test_dataset_dir or root / "test_set")
         test = {**overrides, "dataset_dir": test_dir, "datalist_file": None, "val_section": "testing"}
+        if args.smoke:  # other synthetic photographs than the validation ones, so a leak would show
+            test["synthetic_size"] = [176, 120]
         thresholds = {name: row["best_thr"] for name, row in validation.items()}
         result["test"] = score_network(network, evaluation_parser(args.configs, test, settings), device, thresholds)
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
@@ -262,7 +269,9 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         torch.set_num_threads(args.threads)
     if not args.smoke and not args.dataset_dir.is_dir():
         parser.error(f"--dataset_dir {args.dataset_dir} is not a folder")
-    if "shipped" in args.systems and not (args.ckpt_dir / "model.pt").is_file():
+    if dict(args.override).get("missing_masks", "negative") != "negative":
+        parser.error("--override missing_masks: the scoring counts a missing mask as no lesion (negative) only")
+    if {"shipped", "shipped_sigmoid"} & set(args.systems) and not (args.ckpt_dir / "model.pt").is_file():
         parser.error(f"--ckpt_dir {args.ckpt_dir} holds no model.pt")
     results: dict[str, list[dict]] = {s: [] for s in args.systems}
     command = "python bench/lesion_accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -270,7 +279,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         workdir = args.workdir or Path(tmp)
         for seed in args.seeds:
             for system in args.systems:
-                if system == "shipped" and results[system]:
+                if system.startswith("shipped") and results[system]:
                     continue  # not trained here: one score whatever the seeds
                 results[system].append(run_system(system, seed, args, workdir))
                 log(f"{system} seed {seed}: {results[system][-1]}")

@@ -66,6 +66,13 @@ def test_picture_of_a_real_photograph_from_the_run_folder(tmp_path, idrid_sample
     ]
     assert bench.main([*args, "--per_lesion", "3", "--tile", "64"]) == 0
     assert lesions >= 3 and Image.open(out).size == (4 * 68, 68)  # one false mark and the three largest misses
+    # the tile is the photograph around the false mark, upright: its centre pixel is the photograph's there, half
+    # covered by the exudate colour (centre of mass of rows 100-139, columns 2000-2059: (119, 2029))
+    items = bench.checked_sections(str(datalist), ["testing"], str(idrid_sample), ["EX"])["testing"]
+    tile = np.asarray(bench.failure_picture(tmp_path, items, ["EX"], per_lesion=1, size=64))[:64, :64]
+    photo = np.asarray(Image.open(items[0]["image"]).convert("RGB")).astype(np.float32)
+    expected = 0.5 * photo[119, 2029] + 0.5 * np.asarray(bench.LESION_COLOURS["EX"], dtype=np.float32)
+    np.testing.assert_allclose(tile[32, 32], expected, atol=1.0)
     (tmp_path / "IDRiD_55_EX_mask.png").unlink()
     with pytest.raises(FileNotFoundError, match="IDRiD_55_EX_mask.png"):
         bench.main(args)

@@ -60,6 +60,8 @@ def test_score_network_counts_every_lesion_at_the_photographs_own_size(tmp_path)
         assert scores[name]["f"] == pytest.approx(2 * scores[name]["iou"] / (1 + scores[name]["iou"]))
         assert scores[name]["recall_lt100_thr"] in (None, 1.0)
     assert scores["SE"]["iou"] == 0.0 and scores["MA"]["iou"] == 0.0 and scores["SE"]["iou_thr"] == 0.0
+    # the component recall follows each lesion's own threshold: MA (0.3) is marked at 0.1, SE (0.2) not at 0.5
+    assert scores["MA"]["recall_lt100_thr"] == 1.0 and scores["SE"]["recall_lt100_thr"] in (None, 0.0)
     assert all(0.0 <= row["ap"] <= 1.0 for row in scores.values())
 
 
@@ -99,3 +101,34 @@ def test_missing_shipped_package_is_refused_by_name(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--smoke", "--systems", "shipped", "--ckpt_dir", str(tmp_path / "none")], log=lambda line: None)
     assert "--ckpt_dir" in capsys.readouterr().err
+
+
+def test_test_set_is_scored_at_the_levels_chosen_on_validation(tmp_path, monkeypatch):
+    """The thresholds of the test columns are the validation maps' F-maximising levels, never the test maps'."""
+    bench = _bench()
+    calls = []
+    real = bench.score_network
+
+    def recording(network, parser, device, thresholds=None):
+        scores = real(network, parser, device, thresholds)
+        calls.append((parser["dataset_dir"], thresholds, scores))
+        return scores
+
+    monkeypatch.setattr(bench, "score_network", recording)
+    args = ["--smoke", "--seeds", "0", "--systems", "monai_unet", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "t.md")]  # fmt: skip
+    bench.main(args, log=lambda line: None)
+    (validation_dir, none, validation), (test_dir, thresholds, test) = calls
+    assert none is None and validation_dir != test_dir
+    assert thresholds == {name: row["best_thr"] for name, row in validation.items()}
+    # the smoke test set holds other photographs than the validation set, so the two choices differ somewhere
+    assert any(
+        test[name]["best_thr"] != thresholds[name] or test[name]["ap"] != validation[name]["ap"] for name in test
+    )
+
+
+def test_missing_masks_other_than_negative_is_refused(tmp_path, capsys):
+    bench = _bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", "--systems", "monai_unet", "--override", 'missing_masks="ignore"'], log=print)
+    assert "missing_masks" in capsys.readouterr().err
