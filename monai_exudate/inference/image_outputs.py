@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_exudate.inference.legend import lesion_thresholds
 from monai_exudate.inference.writers import (
     OutputLayout,
     compose_overlay,
@@ -34,18 +35,6 @@ def model_line(network: torch.nn.Module, provenance: Mapping[str, Any]) -> str:
     if origin.get("name"):
         return str(origin["name"])
     return f"{name}, trained on {Path(str(origin.get('trained_on'))).name}"
-
-
-def lesion_thresholds(threshold: float | Sequence[float], lesion_names: Sequence[str]) -> list[float]:
-    """One probability threshold per lesion from one for all or one per lesion (``ValueError`` naming the values
-    when a count or a value is wrong)."""
-    values = [threshold] * len(lesion_names) if isinstance(threshold, (int, float)) else list(threshold)
-    if len(values) != len(lesion_names):
-        raise ValueError(f"threshold: one value, or one per lesion {list(lesion_names)}, got {values}")
-    values = [float(v) for v in values]
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise ValueError(f"threshold must be in [0, 1], got {values}")
-    return values
 
 
 class ImageOutputs:

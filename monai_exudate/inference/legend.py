@@ -7,9 +7,21 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["LESION_FULL_NAMES", "draw_legend"]
+__all__ = ["LESION_FULL_NAMES", "draw_legend", "lesion_thresholds"]
 
 LESION_FULL_NAMES = {"EX": "hard exudates", "HE": "haemorrhages", "SE": "soft exudates", "MA": "microaneurysms"}
+
+
+def lesion_thresholds(threshold: float | Sequence[float], lesion_names: Sequence[str]) -> list[float]:
+    """One probability threshold per lesion from one for all or one per lesion (``ValueError`` naming the values
+    when a count or a value is wrong)."""
+    values = [threshold] * len(lesion_names) if isinstance(threshold, (int, float)) else list(threshold)
+    if len(values) != len(lesion_names):
+        raise ValueError(f"threshold: one value, or one per lesion {list(lesion_names)}, got {values}")
+    values = [float(v) for v in values]
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"threshold must be in [0, 1], got {values}")
+    return values
 
 
 def draw_legend(
@@ -30,7 +42,7 @@ def draw_legend(
     height, width = overlay.shape[:2]
     size = max(10, round(height / 70))
     font = _font(size)
-    thresholds = [float(threshold)] * len(lesion_names) if np.isscalar(threshold) else [float(t) for t in threshold]
+    thresholds = lesion_thresholds(threshold, lesion_names)
     own = len(set(thresholds)) > 1
     lines = [(f"{name}  {LESION_FULL_NAMES.get(name.upper(), '')}".rstrip() + (f"  p > {t:.2f}" if own else ""),
               tuple(int(c) for c in colour)) for name, colour, t in zip(lesion_names, colours, thresholds)]  # fmt: skip

@@ -22,8 +22,9 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_exudate.inference.dataset import MAX_IMAGE_PIXELS, InferenceDataset, collate_inference, innermost_cause
-from monai_exudate.inference.image_outputs import ImageOutputs, lesion_thresholds, model_line
+from monai_exudate.inference.image_outputs import ImageOutputs, model_line
 from monai_exudate.inference.inversion import levels_on_photograph
+from monai_exudate.inference.legend import lesion_thresholds
 from monai_exudate.inference.model_package import announce_if_demo_model
 from monai_exudate.inference.postprocessing import check_logit_batch, to_probabilities
 from monai_exudate.inference.quantify import summary_rows
