@@ -221,18 +221,35 @@ def train_monai_unet(
         loss_fn = DiceLoss(to_onehot_y=True, softmax=True, batch=dice_batch)
     else:
         loss_fn = DiceLoss(sigmoid=True, batch=dice_batch)
-    done, crops = 0, 0
-    unet.train()
+    done, crops = train_steps(unet, loss_fn, optimizer, loader, steps, device)
+    return (ForegroundLogit(unet) if two_class else unet), done, crops
+
+
+def train_steps(
+    network: torch.nn.Module,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    steps: int,
+    device: torch.device,
+) -> tuple[int, int]:
+    """A plain training loop over ``loader``'s passes for ``steps`` optimiser steps (a sampler with ``set_epoch``
+    draws a new order each pass, as MONAI's trainer has it); returns ``(steps, crops)``."""
+    done, crops, epoch = 0, 0, 0
+    network.train()
     while done < steps:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        epoch += 1
         for batch in loader:
-            image, label = batch["image"].to(device), batch["label"].to(device)
+            image, label = batch["image"].to(device), batch["label"].to(device).float()
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(unet(image), label).backward()
+            loss_fn(network(image), label).backward()
             optimizer.step()
             done, crops = done + 1, crops + image.shape[0]
             if done == steps:
                 break
-    return (ForegroundLogit(unet) if two_class else unet), done, crops
+    return done, crops
 
 
 def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:

@@ -27,13 +27,14 @@ from monai_exudate.inference.records import read_manifest
 from monai_exudate.inference.writers import LESION_COLOURS
 
 EIGHT = np.ones((3, 3), dtype=bool)
+KINDS = ("false mark", "missed")
 
 
 def mistakes(predicted: np.ndarray, truth: np.ndarray) -> list[tuple[str, int, tuple[int, int]]]:
     """``(kind, area, (row, column) centre)`` of each false mark (a predicted component touching no annotated pixel)
     and each miss (an annotated component with no predicted pixel)."""
     found = []
-    for kind, mask, other in (("false mark", predicted, truth), ("missed", truth, predicted)):
+    for kind, mask, other in zip(KINDS, (predicted, truth), (truth, predicted)):
         labels, n = ndimage.label(mask, structure=EIGHT)
         if n == 0:
             continue
@@ -69,15 +70,17 @@ def tile(photo: np.ndarray, predicted: np.ndarray, truth: np.ndarray, centre: tu
 
 
 def failure_picture(outputs: Path, items: list[dict], lesions: list[str], per_lesion: int, size: int) -> Image.Image:
-    """Tiles of the ``per_lesion`` largest false marks and misses of each lesion, one row per lesion."""
+    """Tiles of the ``per_lesion`` largest false marks and misses of each lesion, one row per lesion.
+
+    Each photograph is read once and let go: the tiles of its own ``per_lesion`` largest mistakes of each kind are
+    cut then (the largest over all photographs are among them), so memory holds tiles, not photographs."""
     load = LoadFundusd(lesions=lesions)
-    cases: dict[str, list] = {lesion: [] for lesion in lesions}
-    photos, annotations = {}, {}
+    candidates: dict[tuple[str, str], list[tuple[int, Image.Image]]] = {}
     for item in items:
         stem = Path(item["image"]).stem
         loaded = load(dict(item))
-        photos[stem] = np.asarray(loaded["image"]).transpose(2, 1, 0)  # (H, W, 3) uint8
-        truth = annotations[stem] = np.asarray(loaded["label"]).transpose(0, 2, 1) > 0
+        photo = np.asarray(loaded["image"]).transpose(2, 1, 0)  # (H, W, 3) uint8
+        truth = np.asarray(loaded["label"]).transpose(0, 2, 1) > 0
         for c, lesion in enumerate(lesions):
             path = outputs / f"{stem}_{lesion}_mask.png"
             if not path.is_file():
@@ -85,19 +88,20 @@ def failure_picture(outputs: Path, items: list[dict], lesions: list[str], per_le
             predicted = np.asarray(Image.open(path)) > 0
             if predicted.shape != truth[c].shape:
                 raise ValueError(f"{path}: mask of shape {predicted.shape}, annotation of {truth[c].shape}")
-            cases[lesion] += [(kind, area, centre, stem) for kind, area, centre in mistakes(predicted, truth[c])]
-    rows = []
-    for c, lesion in enumerate(lesions):
-        chosen = []
-        for kind in ("false mark", "missed"):
-            ranked = sorted((case for case in cases[lesion] if case[0] == kind), key=lambda case: -case[1])
-            chosen += ranked[:per_lesion]
-        tiles = []
-        for kind, area, centre, stem in chosen:
-            mask = np.asarray(Image.open(outputs / f"{stem}_{lesion}_mask.png")) > 0
-            caption = f"{stem} {lesion} {kind}, {area} px"
+            found = mistakes(predicted, truth[c])
             colour = LESION_COLOURS.get(lesion, (255, 0, 255))
-            tiles.append(tile(photos[stem], mask, annotations[stem][c], centre, size, colour, caption))
+            for kind in KINDS:
+                largest = sorted((m for m in found if m[0] == kind), key=lambda m: -m[1])[:per_lesion]
+                candidates.setdefault((lesion, kind), []).extend(
+                    (area, tile(photo, predicted, truth[c], centre, size, colour, f"{stem} {lesion} {kind}, {area} px"))
+                    for _, area, centre in largest
+                )
+    rows = []
+    for lesion in lesions:
+        tiles = []
+        for kind in KINDS:
+            ranked = sorted(candidates.get((lesion, kind), []), key=lambda candidate: -candidate[0])
+            tiles += [image for _, image in ranked[:per_lesion]]
         if tiles:
             rows.append(tiles)
     if not rows:

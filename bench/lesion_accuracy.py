@@ -52,10 +52,12 @@ from monai_exudate.metrics.pixel import (
     f_maximising_threshold,
     pixel_histograms,
     pixel_scores,
+    quantize,
 )
+from monai_exudate.metrics.size_recall import batch_size_counts, recall_by_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/accuracy.py's helpers, run as a script or loaded
-from accuracy import _fmt, _override, inverted_predictions  # noqa: E402
+from accuracy import _fmt, _override, inverted_predictions, train_steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "fundus_lesion_hrdecoder"
@@ -103,17 +105,16 @@ def score_network(
     IoU, F and small-lesion recall at them; on ``validate#dataset`` at the photographs' own size."""
     lesions = list(parser.get_parsed_content("lesions"))
     report = LesionMetricsReport(lesions, sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
-    at_threshold = {
-        name: LesionMetricsReport([name], sigmas=(0.5,), size_bins=SIZE_BINS, threshold=thresholds[name], flat=False)
-        for name in (thresholds or {})
-    }
+    # component counts by size at each lesion's threshold: the size-recall part of the report, without redoing its
+    # histograms and region counts once per threshold
+    sizes = torch.zeros(len(lesions), len(SIZE_BINS) - 1, 2, dtype=torch.int64)
     histograms = torch.zeros(len(lesions), 2, 256, dtype=torch.int64)
     for probs, label in inverted_predictions(network, parser, device):
         report.update((probs, label))
         histograms += pixel_histograms(probs, label)
-        for c, name in enumerate(lesions):
-            if name in at_threshold:
-                at_threshold[name].update((probs[:, c : c + 1], label[:, c : c + 1]))
+        if thresholds:  # the metrics' rule q / 255 > t, each lesion at its own t
+            cut = torch.tensor([thresholds[name] for name in lesions], dtype=torch.float64).reshape(1, -1, 1, 1)
+            sizes += batch_size_counts(quantize(probs).double() / 255.0 > cut, label > 0.5, SIZE_BINS)
     scores = report.compute()["lesions"]
     out = {}
     for c, name in enumerate(lesions):
@@ -121,11 +122,11 @@ def score_network(
         row = {k: scores[name][k] for k in ("aupr", "iou", "f")}
         row["ap"] = average_precision_from_histograms(pos, neg)
         row["best_thr"] = f_maximising_threshold(pos, neg)[0]
-        if name in at_threshold:
+        if thresholds:
             row.update(
                 {f"{k}_thr": v for k, v in pixel_scores(*counts_at_threshold(pos, neg, thresholds[name])).items()}
             )
-            size = at_threshold[name].compute()["lesions"][name]["size_recall"]
+            size = recall_by_size(sizes[c].numpy(), SIZE_BINS)
             found = [size[b] for b in ("0-25", "25-100")]
             total = sum(b["total"] for b in found)
             row["recall_lt100_thr"] = sum(b["detected"] for b in found) / total if total else None
@@ -153,21 +154,7 @@ def train_monai_unet(
     lesions = len(parser.get_parsed_content("lesions"))
     unet = UNet(2, 3, lesions, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2).to(device)
     optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
-    loss_fn = DiceLoss(sigmoid=True)
-    done, crops = 0, 0
-    unet.train()
-    epoch = 0
-    while done < steps:
-        loader.sampler.set_epoch(epoch)  # a new order each epoch, as MONAI's trainer draws it
-        epoch += 1
-        for batch in loader:
-            image, label = batch["image"].to(device), batch["label"].to(device).float()
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(unet(image), label).backward()
-            optimizer.step()
-            done, crops = done + 1, crops + image.shape[0]
-            if done == steps:
-                break
+    done, crops = train_steps(unet, DiceLoss(sigmoid=True), optimizer, loader, steps, device)
     return unet, done, crops
 
 
