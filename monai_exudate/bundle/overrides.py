@@ -102,10 +102,13 @@ def setting_problems(
 ) -> list[str]:
     """Describe every override that ``config`` (the merged config files of a run) cannot take; empty when all fit.
 
-    A top-level name must be defined by the config; in a path ``a#b#c`` everything but the last part must be
-    (the last part may add an argument to a component). A value given to a setting whose default is a JSON
-    boolean must read as one (:func:`~monai_exudate.utils.booleans.as_bool`); one given to a yes/no argument
-    inside a component (``train#dataloader#shuffle``), which no config parses, must be a Python ``True``/``False``.
+    A top-level name must be defined by the config, and so must every part of a path ``a#b#c``, except that the
+    last part may add an argument to a component (a dictionary with ``_target_``). A top-level name that the config
+    defines only inside a settings section is refused with the path to give (``net_width``:
+    ``model_settings#net_width``). A value given to a top-level setting whose default is a JSON boolean must read as
+    one (:func:`~monai_exudate.utils.booleans.as_bool`); one given to a yes/no value inside a section or component
+    (``model_settings#dual``, ``train#dataloader#shuffle``), which no config parses, must be a Python
+    ``True``/``False``.
     """
     parser = ConfigParser(dict(config))
     extra = set(extra_names)
@@ -116,15 +119,18 @@ def setting_problems(
             continue
         if len(parts) == 1 and parts[0] in extra:
             continue
-        missing = _first_missing(parser, parts if len(parts) == 1 else parts[:-1])
+        # the last part of a path may add an argument to a component, never a name to a plain dictionary
+        adds_argument = len(parts) > 1 and _is_component(parser, parts[:-1])
+        missing = _first_missing(parser, parts[:-1] if adds_argument else parts)
         if missing is not None:
             problems.append(_unknown(key, parser, parts[: missing + 1], extra))
             continue
         if _first_missing(parser, parts) is not None or not isinstance(parser[ID_SEP_KEY.join(parts)], bool):
             continue
         if len(parts) > 1 and not isinstance(value, bool):
-            # a component argument reaches its class as given: the string 'false' would act as true there
-            problems.append(f"{key!r} is a component's yes/no argument: give it as True or False, got {value!r}")
+            # a value inside a section or component reaches its reader as given: the string 'false' would act as true
+            parent = ID_SEP_KEY.join(parts[:-1])
+            problems.append(f"{key!r} is a yes/no value inside {parent!r}: give it as True or False, got {value!r}")
             continue
         try:
             as_bool(value, key)
@@ -142,6 +148,17 @@ def _children(parser: ConfigParser, parts: Sequence[str]) -> list[str]:
     return []
 
 
+def _is_component(parser: ConfigParser, parts: Sequence[str]) -> bool:
+    node = parser.get(ID_SEP_KEY.join(parts))
+    return isinstance(node, Mapping) and "_target_" in node
+
+
+def _section_keys(parser: ConfigParser, name: str) -> list[str]:
+    """The keys of the top-level plain dictionary ``name`` (a settings section); none for a component or a value."""
+    node = parser.get(name)
+    return [str(k) for k in node] if isinstance(node, Mapping) and "_target_" not in node else []
+
+
 def _first_missing(parser: ConfigParser, parts: Sequence[str]) -> int | None:
     for i, part in enumerate(parts):
         if part not in _children(parser, parts[:i]):
@@ -152,8 +169,16 @@ def _first_missing(parser: ConfigParser, parts: Sequence[str]) -> int | None:
 def _unknown(key: str, parser: ConfigParser, parts: Sequence[str], extra: set[str]) -> str:
     prefix = "#".join(parts[:-1])
     names = _children(parser, parts[:-1]) + (sorted(extra) if len(parts) == 1 else [])
-    close = difflib.get_close_matches(parts[-1], names, n=3, cutoff=0.6)
-    hint = ("; closest: " + ", ".join(f"{prefix}#{c}" if prefix else c for c in close)) if close else ""
+    candidates = {name: f"{prefix}#{name}" if prefix else name for name in names}
+    if not prefix:  # a top-level name may be a misspelling of a setting in a section (max_epoch: training_recipe#...)
+        sections = {s: _section_keys(parser, s) for s in _children(parser, [])}
+        moved = [f"{s}#{parts[-1]}" for s, keys in sections.items() if parts[-1] in keys]
+        if moved:
+            return f"{key!r} is not a top-level setting: give it as {' or '.join(moved)}"
+        for section, keys in sections.items():
+            candidates.update({k: f"{section}#{k}" for k in keys if k not in candidates})
+    close = difflib.get_close_matches(parts[-1], list(candidates), n=3, cutoff=0.6)
+    hint = ("; closest: " + ", ".join(candidates[c] for c in close)) if close else ""
     if not prefix:
         return f"{key!r} is not defined by any config of the run{hint}"
     return f"{key!r}: {parts[-1]!r} is not defined in {prefix!r}{hint}"

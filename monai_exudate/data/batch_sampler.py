@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator, Sized
 
 import torch.distributed as dist
-from monai.data import DistributedSampler
+from monai.data import DataLoader, DistributedSampler
 
 
 class FullBatchSampler(DistributedSampler):
@@ -52,3 +52,10 @@ class FullBatchSampler(DistributedSampler):
         shard = list(super().__iter__())
         filled = len(self)
         return iter((shard * math.ceil(filled / len(shard)))[:filled])
+
+
+def full_batch_loader(dataset: Sized, batch_size: int, seed: int = 0, num_workers: int = 0) -> DataLoader:
+    """A training ``DataLoader`` over ``dataset`` whose every batch is full, shuffled by :class:`FullBatchSampler`
+    from ``seed`` (the bundles' training loaders)."""
+    sampler = FullBatchSampler(dataset, batch_size=batch_size, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)

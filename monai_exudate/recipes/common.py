@@ -16,11 +16,14 @@ from monai_exudate.engines import (
     NonFiniteOutputHandler,
     OperatingThresholdHandler,
     PRCurveHandler,
+    ResumeHandler,
+    ResumeState,
     ValidationOverlayHandler,
 )
 from monai_exudate.utils.booleans import as_bool
 
 __all__ = [
+    "checkpoint_handlers",
     "experiment_params",
     "handlers_for_rank",
     "training_main_rank_handlers",
@@ -132,20 +135,48 @@ def validation_main_rank_handlers(
 
 
 def training_main_rank_handlers(
-    package_writer: ModelPackageWriter,
-    loss_output: Callable[[Any], Any],
-    mlflow_handler: MLFlowHandler,
+    bundle: str,
+    version: str | None,
     bundle_root: str | os.PathLike,
     ckpt_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
+    datalist: Mapping[str, Sequence[Mapping[str, Any]]],
+    run_params: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    recipe: Mapping[str, Any],
+    evaluator: Any,
+    loss_output: Callable[[Any], Any],
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
     registered_model_name: str | None,
-    example_sections: Sequence[Sequence[Mapping[str, Any]]],
+    model_name: str | None = None,
+    resume: bool | str = True,
     log_model: bool | str = True,
 ) -> list[Any]:
-    """The training handlers of the main rank only, the same in both bundles: the model package writer, the loss
-    log, the MLflow model logger (weights, package, threshold, the validation's overlays and PR curves; its input
-    example is the first image of ``example_sections``) and the MLflow run handler it logs into."""
-    example = next((item["image"] for section in example_sections for item in section), None)
+    """The training handlers of the main rank only, the same in both bundles.
+
+    In order: the model package writer (``ckpt_dir/model_package.json`` from ``settings``, ``recipe`` and the run's
+    data, sections and seed in ``run_params``, next to ``model.pt`` and ``threshold.json``), the loss log, the MLflow
+    model logger (weights, package, threshold, the validation's overlays and PR curves; its input example is the first
+    validation image, else the first training one) and the MLflow run handler it logs into, whose parameters are
+    :func:`experiment_params` of the same three dictionaries the package is written from.
+    """
+    sections = [run_params["train_section"], run_params["val_section"]]
+    package_path = os.path.join(ckpt_dir, "model_package.json")
+    package_writer = ModelPackageWriter(
+        path=package_path, bundle=bundle, version=version, dataset_dir=run_params["dataset_dir"],
+        synthetic=run_params["synthetic"], datalist=datalist, sections=sections, seed=run_params["seed"],
+        settings=settings, recipe=recipe, evaluator=evaluator, threshold_file="threshold.json", resume=resume,
+        name=model_name,
+    )  # fmt: skip
+    mlflow_handler = MLFlowHandler(
+        tracking_uri=tracking_uri, experiment_name=experiment_name, run_name=run_name, iteration_log=True,
+        epoch_log=True, tag_name="train_loss", output_transform=loss_output, optimizer_param_names="lr",
+        experiment_param=experiment_params(settings, recipe, run_params), artifacts=[package_path],
+        close_on_complete=True,
+    )  # fmt: skip
+    example = next((item["image"] for section in reversed(sections) for item in datalist[section]), None)
     return [
         package_writer,
         StatsHandler(tag_name="train_loss", output_transform=loss_output),
@@ -163,3 +194,37 @@ def training_main_rank_handlers(
         ),
         mlflow_handler,
     ]
+
+
+def checkpoint_handlers(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    trainer: Any,
+    random_transforms: Any,
+    evaluator: Any,
+    ckpt_dir: str | os.PathLike,
+    resume: bool | str,
+    is_main_rank: bool,
+) -> list[Any]:
+    """The handlers that make a run resumable, the same in both bundles.
+
+    An epoch's checkpoint holds the network, optimizer, learning-rate schedule and trainer, and a
+    :class:`~monai_exudate.engines.ResumeState` of the random states (global ones and those of
+    ``random_transforms``) and the ``evaluator``'s best metric, so a resumed run draws the same crops and keeps the
+    same best model. The resume handler loads the newest complete one from ``ckpt_dir`` on every rank when
+    ``resume``; the saver keeps the last two epochs' on the main rank. The saver is built on every rank, because
+    Ignite's ``Checkpoint`` runs a collective when it is constructed, and attached on the main rank only.
+    """
+    objects = {
+        "model": network,
+        "optimizer": optimizer,
+        "lr_scheduler": lr_scheduler,
+        "trainer": trainer,
+        "run_state": ResumeState(transforms=random_transforms, evaluator=evaluator),
+    }
+    resumer = ResumeHandler(ckpt_dir=ckpt_dir, load_dict=objects, enabled=as_bool(resume, "resume"))
+    saver = AtomicCheckpointSaver(
+        save_dir=str(ckpt_dir), save_dict=objects, save_interval=1, n_saved=2, epoch_level=True
+    )
+    return handlers_for_rank([resumer], [saver], is_main_rank)

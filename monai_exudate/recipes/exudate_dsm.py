@@ -18,18 +18,22 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from monai_exudate.data.batch_sampler import FullBatchSampler
+from monai_exudate.data.batch_sampler import full_batch_loader
 from monai_exudate.data.crop_weights import SMALL_PATCH_SAMPLINGS, ComponentBalancedWeightd
 from monai_exudate.data.preprocessing import fundus_load_transforms
+from monai_exudate.data.transforms import RandFlipRotate90d
 from monai_exudate.inference.flip_inferer import FlipAveragedInferer
 from monai_exudate.inference.postprocessing import FuseBranchLogitsd
+from monai_exudate.losses.factory import build_exudate_loss
 from monai_exudate.networks import build_exudate_network
 from monai_exudate.utils.booleans import as_bool
 
 __all__ = [
+    "augmentation",
     "aux_weight",
     "inferer",
     "logit_postprocessing",
+    "loss",
     "network",
     "patch_crops",
     "preprocessing",
@@ -62,6 +66,23 @@ def network(settings: Mapping[str, Any], pretrained_path: str | None = None) -> 
         head_prior=settings["head_prior"],
         shared_aux_head=as_bool(settings["shared_aux_head"], "shared_aux_head"),
         pooling_norm=settings["pooling_norm"],
+    )
+
+
+def loss(settings: Mapping[str, Any], recipe: Mapping[str, Any]) -> torch.nn.Module:
+    """The training loss of the network the settings describe, from the recipe (``training_recipe`` of
+    ``train.json``): :func:`~monai_exudate.losses.factory.build_exudate_loss` with the recipe's loss, samplers and
+    auxiliary rule."""
+    return build_exudate_loss(
+        name=recipe["loss_name"],
+        dual=as_bool(settings["dual"], "dual"),
+        sample_rate=recipe["sample_rate"],
+        mode=recipe["dsm_mode"],
+        aux_weight=recipe["aux_weight"],
+        aux_loss=recipe["aux_loss"],
+        loss_scale=recipe["loss_scale"],
+        arch=settings["arch"],
+        hed_supervision=recipe["hed_supervision"],
     )
 
 
@@ -117,6 +138,14 @@ def aux_weight(dual: bool | str) -> float:
     return _AUX_WEIGHT[as_bool(dual, "dual")]
 
 
+def augmentation(settings: Mapping[str, Any], recipe: Mapping[str, Any]) -> list[MapTransform]:
+    """The training augmentation: one of the recipe's ``augmentation_variants`` (flips and 90-degree rotations) of
+    each image and its masks, turning whole non-square photographs only when :func:`rotate_non_square` allows."""
+    rotate = rotate_non_square(recipe["batch_size"], settings["patch_training"])
+    variants = recipe["augmentation_variants"]
+    return [RandFlipRotate90d(keys=["image", "label"], prob=1.0, variants=variants, rotate_non_square=rotate)]
+
+
 def rotate_non_square(batch_size: int, patch_training: bool | str) -> bool:
     """Whether whole non-square photographs may turn by 90 degrees: only one to a batch (the authors' one image per
     GPU), since a turned photograph no longer stacks with unturned ones; patches are square and always turn."""
@@ -128,54 +157,50 @@ def run_name(arch: str, dual: bool | str, loss_name: str) -> str:
     return f"{arch}_{'dual' if as_bool(dual, 'dual') else 'single'}_{loss_name}"
 
 
-def patch_crops(
-    patch_training: bool | str, patch_size: Sequence[int], pos: float, neg: float, num_samples: int
-) -> list[MapTransform]:
-    """Lesion-biased patch crops (pad to ``patch_size``, then MONAI's pixel-balanced ``RandCropByPosNegLabeld``)
-    when training on patches; none for whole-image training."""
-    if not as_bool(patch_training, "patch_training"):
+def patch_crops(settings: Mapping[str, Any], recipe: Mapping[str, Any]) -> list[MapTransform]:
+    """Lesion-biased patch crops when training on patches (pad to ``patch_size``, then MONAI's pixel-balanced
+    ``RandCropByPosNegLabeld`` at the recipe's ``patch_pos``:``patch_neg``, ``patch_samples`` a photograph); none
+    for whole-image training."""
+    if not as_bool(settings["patch_training"], "patch_training"):
         return []
-    keys = ["image", "label"]
-    return [
-        SpatialPadd(keys=keys, spatial_size=patch_size),
-        RandCropByPosNegLabeld(
-            keys=keys, label_key="label", spatial_size=patch_size, pos=pos, neg=neg, num_samples=num_samples
-        ),
-    ]
+    keys, patch_size = ["image", "label"], settings["patch_size"]
+    crop = RandCropByPosNegLabeld(
+        keys=keys, label_key="label", spatial_size=patch_size, pos=recipe["patch_pos"], neg=recipe["patch_neg"],
+        num_samples=recipe["patch_samples"],
+    )  # fmt: skip
+    return [SpatialPadd(keys=keys, spatial_size=patch_size), crop]
 
 
 def small_branch_dataset(
     shared: Any,
-    sampling: str,
-    patch_training: bool | str,
     datalist: Sequence[Mapping[str, Any]],
     preprocessing: Sequence[MapTransform],
     augmentation: Sequence[MapTransform],
-    patch_size: Sequence[int],
-    pos: float,
-    neg: float,
-    num_samples: int,
+    settings: Mapping[str, Any],
+    recipe: Mapping[str, Any],
     cache_rate: float = 1.0,
     num_workers: int = 0,
 ) -> Any:
-    """The dataset of the DSM small-exudate branch's loader, for ``small_patch_sampling``.
+    """The dataset of the DSM small-exudate branch's loader, for the recipe's ``small_patch_sampling``.
 
     "pixels": ``shared``, the large branch's dataset (its random crops are drawn anew for each loader). "components":
     a dataset of its own whose crops are centred by :class:`~monai_exudate.data.crop_weights.ComponentBalancedWeightd`
     weights, so a 10-pixel exudate is as likely a centre as a plaque (the paper's re-balanced sampler for the small
     branch); it needs patch training.
     """
+    sampling = recipe["small_patch_sampling"]
     if sampling not in SMALL_PATCH_SAMPLINGS:
         raise ValueError(f"small_patch_sampling must be one of {SMALL_PATCH_SAMPLINGS}, got {sampling!r}.")
     if sampling == "pixels":
         return shared
-    if not as_bool(patch_training, "patch_training"):
+    if not as_bool(settings["patch_training"], "patch_training"):
         raise ValueError("small_patch_sampling 'components' chooses crop centres: it needs patch_training true.")
-    keys = ["image", "label"]
+    keys, patch_size = ["image", "label"], settings["patch_size"]
+    pos, neg, samples = recipe["patch_pos"], recipe["patch_neg"], recipe["patch_samples"]
     crops = [
         ComponentBalancedWeightd(keys="label", weight_key="crop_weight", pos=pos, neg=neg),
         SpatialPadd(keys=[*keys, "crop_weight"], spatial_size=patch_size),
-        RandWeightedCropd(keys=keys, w_key="crop_weight", spatial_size=patch_size, num_samples=num_samples),
+        RandWeightedCropd(keys=keys, w_key="crop_weight", spatial_size=patch_size, num_samples=samples),
     ]
     transform = Compose([*preprocessing, *crops, *augmentation])
     return CacheDataset(data=list(datalist), transform=transform, cache_rate=cache_rate, num_workers=num_workers)
@@ -188,5 +213,4 @@ def small_branch_loader(
     None for a single network (the trainer then runs as MONAI's ``SupervisedTrainer``)."""
     if not as_bool(dual, "dual"):
         return None
-    sampler = FullBatchSampler(dataset, batch_size=batch_size, seed=int(seed) + 1)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    return full_batch_loader(dataset, batch_size=batch_size, seed=int(seed) + 1, num_workers=num_workers)

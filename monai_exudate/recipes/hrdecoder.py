@@ -119,40 +119,33 @@ def run_name(net_width: int, lr_only: bool | str, num_crops: int) -> str:
     return f"hrdecoder_w{net_width}{decoder}"
 
 
-def augmentation(
-    resize_size: Sequence[int],
-    size_mode: str,
-    scale_range: Sequence[float],
-    crop_size: Sequence[int],
-    lesion_biased_crops: bool | str = False,
-    crop_pos: float = 1.0,
-    crop_neg: float = 1.0,
-    flip_prob: float = 0.5,
-    rotate_degrees: float = 45.0,
-    rotate_prob: float = 0.5,
-) -> list[MapTransform]:
-    """The authors' training augmentation of the cached full-resolution field of view (their ``ds/idrid.py``):
-    one antialiased rescale to ``resize_size`` times r in ``scale_range`` (mmseg ``Resize`` with ``ratio_range``),
-    pad and crop to ``crop_size`` (uniform, or lesion-biased with MONAI's ``RandCropByPosNegLabeld`` at
-    ``crop_pos``:``crop_neg``, which helps the small lesions when few photographs are trained on), a horizontal flip
-    and a rotation by up to ``rotate_degrees``."""
-    keys = ["image", "label"]
-    if as_bool(lesion_biased_crops, "lesion_biased_crops"):
+def augmentation(settings: Mapping[str, Any], recipe: Mapping[str, Any]) -> list[MapTransform]:
+    """The authors' training augmentation of the cached full-resolution field of view (their ``ds/idrid.py``).
+
+    One antialiased rescale to ``resize_size`` times r in the recipe's ``scale_range`` (mmseg ``Resize`` with
+    ``ratio_range``, ``resize_size_mode``), pad and crop to ``crop_size`` (uniform, or with ``lesion_biased_crops``
+    MONAI's ``RandCropByPosNegLabeld`` at ``crop_pos``:``crop_neg``, which helps the small lesions when few
+    photographs are trained on), a horizontal flip (``flip_prob``) and a rotation by up to ``rotate_degrees``
+    (``rotate_prob``).
+    """
+    keys, crop_size = ["image", "label"], settings["crop_size"]
+    if as_bool(recipe["lesion_biased_crops"], "lesion_biased_crops"):
         crop: MapTransform = RandCropByPosNegLabeld(
-            keys=keys, label_key="label", spatial_size=crop_size, pos=crop_pos, neg=crop_neg, num_samples=1
-        )
+            keys=keys, label_key="label", spatial_size=crop_size, pos=recipe["crop_pos"], neg=recipe["crop_neg"],
+            num_samples=1,
+        )  # fmt: skip
     else:
         crop = RandSpatialCropd(keys=keys, roi_size=crop_size, random_size=False)
     return [
         RandRescaled(
-            keys=keys, spatial_size=resize_size, ratio_range=scale_range, size_mode=size_mode,
-            mode=["bilinear", "nearest"],
+            keys=keys, spatial_size=settings["resize_size"], ratio_range=recipe["scale_range"],
+            size_mode=settings["resize_size_mode"], mode=["bilinear", "nearest"],
         ),  # fmt: skip
         SpatialPadd(keys=keys, spatial_size=crop_size),
         crop,
-        RandFlipd(keys=keys, prob=flip_prob, spatial_axis=0),
+        RandFlipd(keys=keys, prob=recipe["flip_prob"], spatial_axis=0),
         RandRotated(
-            keys=keys, range_x=math.radians(rotate_degrees), prob=rotate_prob, mode=["bilinear", "nearest"],
-            padding_mode="zeros",
+            keys=keys, range_x=math.radians(recipe["rotate_degrees"]), prob=recipe["rotate_prob"],
+            mode=["bilinear", "nearest"], padding_mode="zeros",
         ),  # fmt: skip
     ]

@@ -38,6 +38,28 @@ def test_misspelt_path_names_the_closest_item():
     assert "'3' is not defined in 'train#handlers'" in problem
 
 
+SECTIONS = {
+    "seed": 0,
+    "model_settings": {"net_width": 16, "dual": True},
+    "training_recipe": {"max_epochs": 3},
+    "network_def": {"_target_": "Net", "settings": "@model_settings"},
+}
+
+
+def test_settings_in_sections_are_given_by_their_path():
+    assert setting_problems({"model_settings#net_width": 8, "training_recipe#max_epochs": 1}, SECTIONS) == []
+    assert setting_problems({"model_settings#dual": False, "network_def#extra": 1}, SECTIONS) == []
+    (problem,) = setting_problems({"net_width": 8}, SECTIONS)  # the name without its section
+    assert problem == "'net_width' is not a top-level setting: give it as model_settings#net_width"
+    (problem,) = setting_problems({"max_epoch": 8}, SECTIONS)
+    assert problem.endswith("closest: training_recipe#max_epochs")
+    # a section is not a component: a misspelt name in it is refused, never added
+    (problem,) = setting_problems({"model_settings#net_widht": 8}, SECTIONS)
+    assert "'net_widht' is not defined in 'model_settings'; closest: model_settings#net_width" in problem
+    (problem,) = setting_problems({"model_settings#dual": "false"}, SECTIONS)
+    assert "inside 'model_settings': give it as True or False, got 'false'" in problem
+
+
 def test_bad_switch_value_and_extra_names():
     (problem,) = setting_problems({"fov_crop": "maybe"}, CONFIG)
     assert "'fov_crop' must be true or false" in problem and "'maybe'" in problem
@@ -67,5 +89,5 @@ def test_python_run_refuses_a_misspelt_setting(tmp_path):
             max_epoch=2,
         )
     cause = root_cause(info.value)
-    assert isinstance(cause, SettingsError) and "closest: max_epochs" in str(cause)
+    assert isinstance(cause, SettingsError) and "closest: training_recipe#max_epochs" in str(cause)
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()

@@ -45,16 +45,33 @@ def test_the_preprocessing_follows_the_settings():
     assert "FieldOfViewCropd" in cropped
 
 
+RECIPE = {
+    "loss_name": "dsm", "sample_rate": 0.5, "dsm_mode": "sampled", "aux_weight": 0.2, "aux_loss": "plain",
+    "loss_scale": 1.0, "hed_supervision": "authors", "batch_size": 2, "augmentation_variants": "dihedral",
+    "patch_pos": 1.0, "patch_neg": 1.0, "patch_samples": 4, "small_patch_sampling": "pixels",
+}  # fmt: skip
+
+
 def test_patch_crops_and_the_small_branch_loader():
-    assert exudate_dsm.patch_crops(False, [32, 32], 1.0, 1.0, 4) == []
-    assert [type(t).__name__ for t in exudate_dsm.patch_crops("yes", [32, 32], 1.0, 1.0, 4)] == [
+    assert exudate_dsm.patch_crops({**SETTINGS, "patch_training": False}, RECIPE) == []
+    assert [type(t).__name__ for t in exudate_dsm.patch_crops({**SETTINGS, "patch_training": "yes"}, RECIPE)] == [
         "SpatialPadd", "RandCropByPosNegLabeld"]  # fmt: skip
     shared = Dataset(list(range(6)))
-    assert exudate_dsm.small_branch_dataset(shared, "pixels", False, [], [], [], [32, 32], 1, 1, 2) is shared
+    whole = {**SETTINGS, "patch_training": False}
+    assert exudate_dsm.small_branch_dataset(shared, [], [], [], whole, RECIPE) is shared
     with pytest.raises(ValueError, match="needs patch_training true"):
-        exudate_dsm.small_branch_dataset(shared, "components", False, [], [], [], [32, 32], 1, 1, 2)
+        exudate_dsm.small_branch_dataset(shared, [], [], [], whole, {**RECIPE, "small_patch_sampling": "components"})
     with pytest.raises(ValueError, match="small_patch_sampling must be one of"):
-        exudate_dsm.small_branch_dataset(shared, "blobs", True, [], [], [], [32, 32], 1, 1, 2)
+        exudate_dsm.small_branch_dataset(shared, [], [], [], SETTINGS, {**RECIPE, "small_patch_sampling": "blobs"})
     assert exudate_dsm.small_branch_loader(shared, dual=False, batch_size=2, seed=0) is None
     loader = exudate_dsm.small_branch_loader(shared, dual=True, batch_size=2, seed=0)
     assert loader.sampler.seed == 1  # shuffled independently of the large branch's loader (seed 0)
+
+
+def test_the_recipe_builds_the_loss_and_the_augmentation():
+    loss = exudate_dsm.loss(SETTINGS, RECIPE)
+    assert type(loss).__name__ == "DualBranchLoss"
+    (turn,) = exudate_dsm.augmentation(SETTINGS, {**RECIPE, "batch_size": 1})
+    assert turn.rotate_non_square is False  # patches: the rule for whole photographs does not apply
+    (turn,) = exudate_dsm.augmentation({**SETTINGS, "patch_training": False}, {**RECIPE, "batch_size": 1})
+    assert turn.rotate_non_square is True and turn.variants == "dihedral"

@@ -34,3 +34,14 @@ def test_training_caches_8_bit_photographs_and_normalises_after_its_augmentation
     assert "AntialiasedResized" not in names and "NormalizeIntensityd" not in names
     validation = [type(t).__name__ for t in hrdecoder.preprocessing(SETTINGS, labels="resize")]
     assert "AntialiasedResized" in validation and validation[-2:] == ["EnsureTyped", "NormalizeIntensityd"]
+
+
+def test_the_recipe_chooses_uniform_or_lesion_biased_crops():
+    recipe = {
+        "scale_range": [0.5, 2.0], "lesion_biased_crops": False, "crop_pos": 1.0, "crop_neg": 1.0, "flip_prob": 0.5,
+        "rotate_degrees": 45, "rotate_prob": 0.5,
+    }  # fmt: skip
+    names = [type(t).__name__ for t in hrdecoder.augmentation(SETTINGS, recipe)]
+    assert names == ["RandRescaled", "SpatialPadd", "RandSpatialCropd", "RandFlipd", "RandRotated"]
+    biased = hrdecoder.augmentation(SETTINGS, {**recipe, "lesion_biased_crops": "yes", "crop_pos": 3.0})
+    assert type(biased[2]).__name__ == "RandCropByPosNegLabeld" and list(biased[2].cropper.spatial_size) == [64, 64]
