@@ -86,8 +86,9 @@ TEST_COLUMNS = ("iou", "f", "aupr", "ap", "recall_lt100")
 SIZE_BINS = (0, 25, 100, 400, 1600, math.inf)
 SMOKE = {
     "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'",
-    "synthetic_num": 4, "synthetic_size": [96, 72], "spatial_size": [64, 48],
-    "patch_size": [32, 32], "patch_samples": 2, "net_width": 2, "sw_batch_size": 4,
+    "synthetic_num": 4, "synthetic_size": [96, 72], "sw_batch_size": 4,
+    "model_settings#spatial_size": [64, 48], "model_settings#patch_size": [32, 32], "model_settings#net_width": 2,
+    "training_recipe#patch_samples": 2,
 }  # fmt: skip
 
 
@@ -174,9 +175,9 @@ def train_profile(configs: Sequence[str | Path], overrides: dict) -> tuple[torch
     parser.get_parsed_content("initialize")
     trainer = parser.get_parsed_content("train#trainer")
     trainer.run()
-    dual = as_bool(parser["dual"], "dual")
+    dual = as_bool(parser["model_settings#dual"], "dual")
     loader = parser.get_parsed_content("train#dataloader")
-    crops = _crops_seen(loader, trainer.state.max_epochs, parser["patch_samples"], 2 if dual else 1)
+    crops = _crops_seen(loader, trainer.state.max_epochs, parser["training_recipe#patch_samples"], 2 if dual else 1)
     return parser.get_parsed_content("network"), int(trainer.state.iteration), crops
 
 
@@ -263,16 +264,16 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
         "mlflow_log_model": False,
     }  # fmt: skip
     base = profile_parser(args.configs, overrides)
-    batch, epochs = int(base["batch_size"]), _epochs(args, base)
+    batch, epochs = int(base["training_recipe#batch_size"]), _epochs(args, base)
     # the dual trainer consumes one batch per branch per step; the others get both batches as one
-    common = {**overrides, "val_interval": 10 * epochs + 10, "resume": False}
+    common = {**overrides, "training_recipe#val_interval": 10 * epochs + 10, "resume": False}
     # the single-branch systems' logits pass the evaluation post-processing without branch fusion
-    single = {"dual": False, "loss_name": "dice"}
+    single = {"model_settings#dual": False, "training_recipe#loss_name": "dice"}
     start = time.perf_counter()
     if system == "dual_dsm":
-        network, steps, crops = train_profile(args.configs, {**common, "max_epochs": epochs})
+        network, steps, crops = train_profile(args.configs, {**common, "training_recipe#max_epochs": epochs})
     elif system == "single_dice":
-        ablation = {**single, "batch_size": 2 * batch, "max_epochs": 2 * epochs}
+        ablation = {**single, "training_recipe#batch_size": 2 * batch, "training_recipe#max_epochs": 2 * epochs}
         network, steps, crops = train_profile(args.configs, {**common, **ablation})
     else:
         dual_steps = epochs * math.ceil(_num_train(base) / batch)
@@ -296,8 +297,8 @@ def _num_train(parser: ConfigParser) -> int:
 def _epochs(args: argparse.Namespace, parser: ConfigParser) -> int:
     if args.pixels is None:
         return int(args.epochs)
-    size = parser.get_parsed_content("patch_size")
-    per_epoch = 2 * _num_train(parser) * int(parser["patch_samples"]) * math.prod(size)
+    size = parser.get_parsed_content("model_settings#patch_size")
+    per_epoch = 2 * _num_train(parser) * int(parser["training_recipe#patch_samples"]) * math.prod(size)
     return max(1, round(args.pixels / per_epoch))
 
 

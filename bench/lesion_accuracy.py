@@ -74,8 +74,11 @@ SIZE_BINS = (0, 25, 100, math.inf)
 COLUMNS = ("aupr", "ap", "iou", "f", "iou_thr", "f_thr", "recall_lt100_thr")
 SMOKE = {
     "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'", "synthetic_num": 6,
-    "synthetic_size": [160, 112], "net_width": 4, "stage1_channels": 8, "stem_channels": 8, "head_channels": 8,
-    "hr_scale": 32, "resize_size": [96, 64], "crop_size": [64, 64], "warmup_iters": 1, "max_epochs": 1,
+    "synthetic_size": [160, 112],
+    "model_settings#net_width": 4, "model_settings#stage1_channels": 8, "model_settings#stem_channels": 8,
+    "model_settings#head_channels": 8, "model_settings#hr_scale": 32, "model_settings#resize_size": [96, 64],
+    "model_settings#crop_size": [64, 64],
+    "training_recipe#warmup_iters": 1, "training_recipe#max_epochs": 1,
 }  # fmt: skip
 
 
@@ -141,7 +144,7 @@ def train_profile(configs: Sequence[str | Path], overrides: Mapping) -> tuple[to
     trainer = parser.get_parsed_content("train#trainer")
     trainer.run()
     steps = int(trainer.state.iteration)
-    return parser.get_parsed_content("network"), steps, steps * int(parser["batch_size"])
+    return parser.get_parsed_content("network"), steps, steps * int(parser["training_recipe#batch_size"])
 
 
 def train_monai_unet(
@@ -178,11 +181,11 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     if args.datalist and not args.smoke:
         overrides.update(datalist_file=str(args.datalist), val_section="validation")
     if args.epochs:
-        overrides["max_epochs"] = args.epochs
+        overrides["training_recipe#max_epochs"] = args.epochs
     base = profile_parser(args.configs, overrides)
-    epochs = int(base["max_epochs"])
+    epochs = int(base["training_recipe#max_epochs"])
     # no validation during training: the last epoch is scored
-    overrides["val_interval"] = epochs + 1
+    overrides["training_recipe#val_interval"] = epochs + 1
     start = time.perf_counter()
     settings = base.get_parsed_content("model_settings")
     if system in ("shipped", "shipped_sigmoid"):
@@ -191,11 +194,13 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
         # None: the package's settings and calibration; the sigmoid row takes the settings without the calibration
         settings = package_settings(str(args.ckpt_dir / "model.pt"), BUNDLE.name) if system != "shipped" else None
     elif system in ("hrdecoder", "lr_only"):
-        extra = {"lr_only": system == "lr_only"}
+        extra = {"model_settings#lr_only": system == "lr_only"}
         network, steps, crops = train_profile(args.configs, {**overrides, **extra})
         settings = {**settings, **extra}
     else:
-        steps = epochs * math.ceil(len(base.get_parsed_content("train#datalist")) / int(base["batch_size"]))
+        steps = epochs * math.ceil(
+            len(base.get_parsed_content("train#datalist")) / int(base["training_recipe#batch_size"])
+        )
         network, steps, crops = train_monai_unet(base, steps, seed, device)
     validation = score_network(network, evaluation_parser(args.configs, overrides, settings), device)
     result: dict[str, object] = {"validation": validation}
@@ -256,8 +261,10 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         torch.set_num_threads(args.threads)
     if not args.smoke and not args.dataset_dir.is_dir():
         parser.error(f"--dataset_dir {args.dataset_dir} is not a folder")
-    if dict(args.override).get("missing_masks", "negative") != "negative":
-        parser.error("--override missing_masks: the scoring counts a missing mask as no lesion (negative) only")
+    if dict(args.override).get("training_recipe#missing_masks", "negative") != "negative":
+        parser.error(
+            "--override training_recipe#missing_masks: the scoring counts a missing mask as no lesion (negative) only"
+        )
     if {"shipped", "shipped_sigmoid"} & set(args.systems) and not (args.ckpt_dir / "model.pt").is_file():
         parser.error(f"--ckpt_dir {args.ckpt_dir} holds no model.pt")
     results: dict[str, list[dict]] = {s: [] for s in args.systems}

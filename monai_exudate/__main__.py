@@ -28,7 +28,7 @@ def _mask_dir(text: str) -> tuple[str, str]:
 def _setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set must look like KEY=JSON (max_epochs=4), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--set must look like KEY=JSON (training_recipe#max_epochs=4), got {text!r}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:

@@ -105,10 +105,10 @@ def setting_problems(
     A top-level name must be defined by the config, and so must every part of a path ``a#b#c``, except that the
     last part may add an argument to a component (a dictionary with ``_target_``). A top-level name that the config
     defines only inside a settings section is refused with the path to give (``net_width``:
-    ``model_settings#net_width``). A value given to a top-level setting whose default is a JSON boolean must read as
-    one (:func:`~monai_exudate.utils.booleans.as_bool`); one given to a yes/no value inside a section or component
-    (``model_settings#dual``, ``train#dataloader#shuffle``), which no config parses, must be a Python
-    ``True``/``False``.
+    ``model_settings#net_width``). A value given to a setting whose default is a JSON boolean (``synthetic``,
+    ``model_settings#dual``) must read as one (:func:`~monai_exudate.utils.booleans.as_bool`: the recipes read it
+    so); one given to a yes/no argument inside a component (``validate#dataloader#shuffle``), which no config
+    parses, must be a Python ``True``/``False``.
     """
     parser = ConfigParser(dict(config))
     extra = set(extra_names)
@@ -127,10 +127,9 @@ def setting_problems(
             continue
         if _first_missing(parser, parts) is not None or not isinstance(parser[ID_SEP_KEY.join(parts)], bool):
             continue
-        if len(parts) > 1 and not isinstance(value, bool):
-            # a value inside a section or component reaches its reader as given: the string 'false' would act as true
-            parent = ID_SEP_KEY.join(parts[:-1])
-            problems.append(f"{key!r} is a yes/no value inside {parent!r}: give it as True or False, got {value!r}")
+        if len(parts) > 1 and not isinstance(value, bool) and _is_component(parser, parts[:-1]):
+            # a component argument reaches its class as given: the string 'false' would act as true there
+            problems.append(f"{key!r} is a component's yes/no argument: give it as True or False, got {value!r}")
             continue
         try:
             as_bool(value, key)

@@ -18,7 +18,6 @@ from monai_exudate.utils.booleans import as_bool
 __all__ = [
     "DEMO_MODEL_WARNING",
     "announce_if_demo_model",
-    "PACKAGE_REFERENCE",
     "SETTINGS_ID",
     "model_origin",
     "package_settings",
@@ -42,8 +41,6 @@ def announce_if_demo_model(provenance: Mapping[str, Any]) -> None:
 
 # the id, in each bundle's train.json, of the settings a model package holds
 SETTINGS_ID = "model_settings"
-# how a config reads one setting from the package (evaluate.json: "lesions": "$@model_settings['lesions']")
-PACKAGE_REFERENCE = "$@model_settings["
 
 
 def read_model_package(model_file: str | os.PathLike | None) -> dict[str, Any] | None:
@@ -100,11 +97,11 @@ def package_settings(
 ) -> dict[str, Any]:
     """The network and geometry settings to run the model in ``model_file`` with, from its package.
 
-    ``evaluate.json`` and ``inference.json`` take the whole model description from here (``model_settings``), and
-    the bundle's recipe (:mod:`monai_exudate.recipes`) builds the network, preprocessing, inferer and branch fusion
-    from it, so ``--ckpt_path model.pt`` is all a run needs. A value the run gives itself for one of them (on the
-    command line, in ``unpackaged``, or in a config file listed after the one reading the package) must equal the
-    package's: a contradiction raises ``SettingsError`` naming both values, before the network is built.
+    ``evaluate.json`` (``model_description``) and ``inference.json`` (``model_settings``) take the whole model
+    description from here, and the bundle's recipe (:mod:`monai_exudate.recipes`) builds the network, preprocessing,
+    inferer and branch fusion from it, so ``--ckpt_path model.pt`` is all a run needs. A value the run gives itself
+    for one of them (``--model_settings#<name>`` on the command line, or in ``unpackaged``) must equal the package's:
+    a contradiction raises ``SettingsError`` naming both values, before the network is built.
 
     Without a package (weights from elsewhere, or from before bundle version 0.6.0) the settings are the run's own:
     ``unpackaged`` (the bundles' ``unpackaged_settings``), the values the run gives, else the last value the run's
@@ -158,30 +155,34 @@ def _upgraded(settings: dict[str, Any], bundle: str) -> dict[str, Any]:
 
 
 def _run_values(run: RunSettings | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The values the run gives (overrides, and config files after the one reading the package) and the last
-    plain value any of its config files set (the fallback without a package)."""
+    """The model settings the run gives itself (``--model_settings#<name>`` on the command line) and the last literal
+    value its config files set for each (their ``model_settings`` section or ``model_settings#<name>`` entries, and
+    the command line: the fallback without a package). A config file never contradicts a package: the package of
+    the model being run describes it, whatever the training configs listed beside ``evaluate.json`` say."""
     if run is None:
         return {}, {}
     configured: dict[str, Any] = {}
-    given: dict[str, Any] = {}
-    read_from_package: set[str] = set()
     for config_file in run.config_files:
         config = ConfigParser.load_config_file(config_file)
         if not isinstance(config, Mapping):
             continue
-        for name, value in config.items():
-            if isinstance(value, str) and value.startswith(PACKAGE_REFERENCE):
-                read_from_package.add(name)
-                given.pop(name, None)
-            elif _is_plain(value):
-                configured[name] = value
-                if name in read_from_package:
-                    given[name] = value
-    for name, value in run.overrides.items():
-        if "#" not in str(name) and _is_plain(value):
-            given[str(name)] = value
-            configured[str(name)] = value
+        section = config.get(SETTINGS_ID)
+        if isinstance(section, Mapping):
+            configured.update({name: value for name, value in section.items() if _is_plain(value)})
+        configured.update(_section_values(config))
+    given = _section_values(run.overrides)
+    configured.update(given)
     return given, configured
+
+
+def _section_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The literal values of ``model_settings#<name>`` entries, by name."""
+    prefix = SETTINGS_ID + "#"
+    return {
+        str(key)[len(prefix) :]: value
+        for key, value in values.items()
+        if str(key).startswith(prefix) and "#" not in str(key)[len(prefix) :] and _is_plain(value)
+    }
 
 
 def _is_plain(value: Any) -> bool:
@@ -197,9 +198,9 @@ def _is_plain(value: Any) -> bool:
 
 def _same(packaged: Any, given: Any, name: str) -> bool:
     """Equal as settings: a yes/no setting compares as a boolean ('false' == False), sequences by their items."""
-    if isinstance(packaged, bool):
+    if isinstance(packaged, bool) or isinstance(given, bool):
         try:
-            return as_bool(given, name) == packaged
+            return as_bool(given, name) == as_bool(packaged, name)
         except ValueError:
             return False
     if isinstance(packaged, (list, tuple)) and isinstance(given, (list, tuple)):
@@ -210,12 +211,16 @@ def _same(packaged: Any, given: Any, name: str) -> bool:
 
 
 def _train_defaults(train_file: Path) -> dict[str, Any]:
-    """The literal values, in the bundle's ``train.json``, of the settings a model package holds."""
+    """The values, in the bundle's ``train.json``, of the settings a model package holds (its ``model_settings``;
+    an entry that refers to a top-level setting, such as ``"lesions": "@lesions"``, takes that setting's value)."""
     try:
         config = ConfigParser.load_config_file(train_file)
     except (OSError, ValueError) as err:
         raise ValueError(f"{train_file}: cannot read the bundle's training settings ({err})") from err
-    names = config.get(SETTINGS_ID)
-    if not isinstance(names, Mapping):
-        raise ValueError(f"{train_file}: no {SETTINGS_ID!r} section naming the settings a model package holds")
-    return {name: config.get(name) for name in names}
+    section = config.get(SETTINGS_ID)
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{train_file}: no {SETTINGS_ID!r} section holding the settings a model package holds")
+    return {
+        name: config.get(value[1:]) if isinstance(value, str) and value.startswith("@") else value
+        for name, value in section.items()
+    }

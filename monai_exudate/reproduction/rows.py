@@ -35,22 +35,27 @@ def table_rows(bundle: str, arch: str = "pspnet", sample_rates: tuple[float, ...
     full-resolution input (``downscale 1``, ``lr_only``).
     """
     if bundle == "exudate_dsm":
+
+        def row(dual: bool, loss: str, **extra: float) -> dict[str, object]:
+            settings = {"model_settings#arch": arch, "model_settings#dual": dual}
+            return {**settings, "training_recipe#loss_name": loss, **extra}
+
         rows = [
-            TableRow(f"single_cbce_{arch}", {"arch": arch, "dual": False, "loss_name": "cbce"}),
-            TableRow(f"single_dice_{arch}", {"arch": arch, "dual": False, "loss_name": "dice"}),
-            TableRow(f"dual_dsm_{arch}", {"arch": arch, "dual": True, "loss_name": "dsm"}, f"dual_dsm_{arch}"),
+            TableRow(f"single_cbce_{arch}", row(False, "cbce")),
+            TableRow(f"single_dice_{arch}", row(False, "dice")),
+            TableRow(f"dual_dsm_{arch}", row(True, "dsm"), f"dual_dsm_{arch}"),
         ]
         for rate in sample_rates:
-            overrides = {"arch": arch, "dual": True, "loss_name": "dsm", "sample_rate": float(rate)}
-            rows.append(TableRow(f"dual_dsm_{arch}_rate{rate:g}", overrides))
+            rate_row = row(True, "dsm", **{"training_recipe#sample_rate": float(rate)})
+            rows.append(TableRow(f"dual_dsm_{arch}_rate{rate:g}", rate_row))
         return rows
     if bundle == "fundus_lesion_hrdecoder":
         if sample_rates:
             raise ValueError("sample rates are rows of the exudate_dsm table only")
         return [
-            TableRow("lr_only", {"lr_only": True}),
-            TableRow("hrdecoder", {"lr_only": False}, "hrdecoder"),
-            TableRow("lr_only_full_resolution", {"lr_only": True, "downscale": 1}),
+            TableRow("lr_only", {"model_settings#lr_only": True}),
+            TableRow("hrdecoder", {"model_settings#lr_only": False}, "hrdecoder"),
+            TableRow("lr_only_full_resolution", {"model_settings#lr_only": True, "model_settings#downscale": 1}),
         ]
     raise ValueError(f"bundle must be one of {sorted(BUNDLE_METRICS)}, got {bundle!r}")
 

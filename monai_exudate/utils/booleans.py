@@ -11,7 +11,7 @@ FALSE_WORDS = frozenset({"false", "0", "no"})
 def as_bool(value: Any, name: str) -> bool:
     """Read the switch ``name``: ``True``/``False``, ``1``/``0``, or ``true``/``false``, ``yes``/``no`` in any case.
 
-    ``python -m monai.bundle run ... --fov_crop false`` hands the config the string ``'false'`` (fire parses only
+    ``python -m monai.bundle run ... --synthetic false`` hands the config the string ``'false'`` (fire parses only
     Python literals), which plain truthiness would read as true; every boolean of the bundles' configs goes
     through here instead. Any other value raises ``ValueError`` naming the setting and the value.
     """

@@ -131,7 +131,7 @@ def test_two_class_unet_trains_on_background_and_exudate_channels(tmp_path):
     parser = bench.profile_parser(["train.json", "cpu.json"], {**bench.SMOKE, "bundle_root": str(tmp_path)})
     network, steps, crops = bench.train_monai_unet(parser, 2, 2, 0, torch.device("cpu"), two_class=True)
     assert isinstance(network, bench.ForegroundLogit) and network.network.out_channels == 2
-    samples = bench.SMOKE["patch_samples"]
+    samples = bench.SMOKE["training_recipe#patch_samples"]
     assert steps == 2 and crops % samples == 0 and 2 * samples <= crops <= 2 * 2 * samples  # whole photographs' crops
     with torch.no_grad():
         assert network(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)  # one exudate logit for the evaluation

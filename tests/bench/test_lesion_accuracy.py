@@ -86,7 +86,7 @@ def test_lr_only_system_trains_the_low_resolution_branch_alone(tmp_path, monkeyp
 
     def recording(configs, overrides):
         network, steps, crops = real(configs, overrides)
-        seen.append((overrides["lr_only"], network.lr_only))
+        seen.append((overrides["model_settings#lr_only"], network.lr_only))
         return network, steps, crops
 
     monkeypatch.setattr(bench, "train_profile", recording)
@@ -130,5 +130,7 @@ def test_test_set_is_scored_at_the_levels_chosen_on_validation(tmp_path, monkeyp
 def test_missing_masks_other_than_negative_is_refused(tmp_path, capsys):
     bench = _bench()
     with pytest.raises(SystemExit):
-        bench.main(["--smoke", "--systems", "monai_unet", "--override", 'missing_masks="ignore"'], log=print)
+        bench.main(
+            ["--smoke", "--systems", "monai_unet", "--override", 'training_recipe#missing_masks="ignore"'], log=print
+        )
     assert "missing_masks" in capsys.readouterr().err

@@ -28,13 +28,20 @@ ON = {"synthetic": "TRUE", "fov_crop": "true", "resume": "yes", "amp": "1", "nif
       "strict": "1", "progress": "True", "lr_only": "yes", "sync_batchnorm": "true", "patch_training": "YES",
       "lesion_biased_crops": "true", "dual": "Yes", "overlay_side_by_side": "1"}  # fmt: skip
 TINY = {
-    "exudate_dsm": ["--spatial_size", "[96,64]", "--net_width", "8"],
+    "exudate_dsm": ["--model_settings#spatial_size", "[96,64]", "--model_settings#net_width", "8"],
     "fundus_lesion_hrdecoder": [
-        "--net_width", "4", "--stage1_channels", "8", "--stem_channels", "8", "--head_channels", "8",
-        "--hr_scale", "32", "--resize_size", "[96,64]", "--crop_size", "[64,64]",
+        "--model_settings#net_width", "4", "--model_settings#stage1_channels", "8",
+        "--model_settings#stem_channels", "8", "--model_settings#head_channels", "8",
+        "--model_settings#hr_scale", "32", "--model_settings#resize_size", "[96,64]",
+        "--model_settings#crop_size", "[64,64]",
     ],
 }  # fmt: skip
 NAMES = "[type(t).__name__ for t in {}.transforms]"
+# switches that live in a settings section of train.json, given on the command line by their path
+SECTION = {
+    "fov_crop": "model_settings#", "patch_training": "model_settings#", "dual": "model_settings#",
+    "lr_only": "model_settings#", "lesion_biased_crops": "training_recipe#",
+}  # fmt: skip
 # switches that describe the model: inference takes them from the model package (here: unpackaged_settings)
 MODEL_SWITCHES = ("fov_crop", "lr_only")
 RUNNER_SWITCHES = (
@@ -51,7 +58,7 @@ PROBES = {
             "synthetic": "os.path.isfile(os.path.join(@checked_dataset_dir, 'synthetic_dataset.json'))",
             "train_transforms": NAMES.format("@train#preprocessing"),
             "eval_transforms": NAMES.format("@validate#preprocessing"),
-            "resume": "@train#resume_handler#enabled",
+            "resume": "[h.enabled for h in @train#checkpoint_handlers if type(h).__name__ == 'ResumeHandler']",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
             "inferer": "type(@validate#inferer.inferer).__name__",
         },
@@ -79,7 +86,7 @@ PROBES = {
         {
             "train_transforms": NAMES.format("@train#preprocessing"),
             "synthetic": "os.path.isfile(os.path.join(@checked_dataset_dir, 'synthetic_dataset.json'))",
-            "resume": "@train#resume_handler#enabled",
+            "resume": "[h.enabled for h in @train#checkpoint_handlers if type(h).__name__ == 'ResumeHandler']",
             "amp": "[@train#trainer#amp, @validate#evaluator#amp]",
             "lr_only": "[@network_def.lr_only, @run_name]",
             "sync_batchnorm": "any(isinstance(m, torch.nn.SyncBatchNorm) for m in @network#module.modules())",
@@ -141,14 +148,14 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     argv += ["--meta_file", str(BUNDLES / bundle / "configs" / "metadata.json")]
     if kind == "infer":  # no model package: the model's settings are given as unpackaged_settings
         tiny = TINY[bundle]
-        unpackaged = {tiny[i][2:]: json.loads(tiny[i + 1]) for i in range(0, len(tiny), 2)}
+        unpackaged = {tiny[i].split("#")[-1]: json.loads(tiny[i + 1]) for i in range(0, len(tiny), 2)}
         unpackaged.update({name: given[name] for name in switches if name in MODEL_SWITCHES})
         argv += ["--unpackaged_settings", json.dumps(unpackaged)]
     else:
         argv += TINY[bundle]
     for name in switches:
         if kind != "infer" or name not in MODEL_SWITCHES:
-            argv += [f"--{name}", given[name]]
+            argv += [f"--{SECTION.get(name, '')}{name}", given[name]]
     if kind != "infer":
         (root / "data").mkdir()  # a folder that is used as it is when synthetic is off
         argv += ["--dataset_dir", str(root / "data"), "--synthetic_num", "2", "--synthetic_size", "[160,112]"]
@@ -192,7 +199,7 @@ def test_exudate_dsm_training_switches(probes, value):
     assert seen["synthetic"] is on  # the synthetic set is generated (its marker written) only when on
     assert ("FieldOfViewCropd" in seen["train_transforms"]) is on
     assert ("FieldOfViewCropd" in seen["eval_transforms"]) is on
-    assert seen["resume"] is on
+    assert seen["resume"] == [on]
     assert seen["amp"] == [on, on] and all(isinstance(a, bool) for a in seen["amp"])
     assert ("RandCropByPosNegLabeld" in seen["train_transforms"]) is on  # patch_training
     assert seen["inferer"] == ("SlidingWindowInferer" if on else "SimpleInferer")
@@ -218,7 +225,7 @@ def test_exudate_dsm_inference_switches(probes, value):
 def test_hrdecoder_training_switches(probes, value):
     seen, on = probes["recorded"][("fundus_lesion_hrdecoder", "train", value)], value == "on"
     assert seen["synthetic"] is on
-    assert seen["resume"] is on
+    assert seen["resume"] == [on]
     assert seen["amp"] == [on, on] and all(isinstance(a, bool) for a in seen["amp"])
     assert seen["lr_only"][0] is on and seen["lr_only"][1].endswith("_lr_only") is on
     assert seen["sync_batchnorm"] is on
@@ -252,7 +259,9 @@ def _failed_run(bundle: str, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_misspelt_setting_and_bad_switch_stop_the_run_first(tmp_path):
-    lines = _failed_run("exudate_dsm", tmp_path, "--max_epoch", "2", "--fov_crop", "maybe", "--synthetic_num", "2")
+    lines = _failed_run(
+        "exudate_dsm", tmp_path, "--max_epoch", "2", "--model_settings#fov_crop", "maybe", "--synthetic_num", "2"
+    )
     tail = "\n".join(lines[-4:])
     assert "'max_epoch'" in tail and "closest: max_epochs" in tail
     assert "'fov_crop'" in tail and "'maybe'" in tail

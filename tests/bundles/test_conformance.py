@@ -15,15 +15,20 @@ from monai_exudate.inference.dataset import InferenceDataset
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
-    "exudate_dsm": {"net_width": 8, "spatial_size": [96, 64], "synthetic_num": 4, "synthetic_size": [160, 112]},
+    "exudate_dsm": {
+        "model_settings#net_width": 8,
+        "model_settings#spatial_size": [96, 64],
+        "synthetic_num": 4,
+        "synthetic_size": [160, 112],
+    },
     "fundus_lesion_hrdecoder": {
-        "net_width": 4,
-        "stage1_channels": 8,
-        "stem_channels": 8,
-        "head_channels": 8,
-        "hr_scale": 32,
-        "resize_size": [96, 64],
-        "crop_size": [64, 64],
+        "model_settings#net_width": 4,
+        "model_settings#stage1_channels": 8,
+        "model_settings#stem_channels": 8,
+        "model_settings#head_channels": 8,
+        "model_settings#hr_scale": 32,
+        "model_settings#resize_size": [96, 64],
+        "model_settings#crop_size": [64, 64],
         "synthetic_num": 4,
         "synthetic_size": [160, 112],
     },

@@ -65,11 +65,14 @@ def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window(tmp_path):
     described = inference.get_parsed_content("model_settings")
     for settings in (described, training.get_parsed_content("model_settings")):
         assert settings["arch"] == "unet" and settings["dual"] is True and settings["patch_training"] is True
-    assert described["patch_size"] == training["patch_size"] and described["net_dropout"] == training["net_dropout"]
+    assert (
+        described["patch_size"] == training["model_settings#patch_size"]
+        and described["net_dropout"] == training["model_settings#net_dropout"]
+    )
     inferer = inference.get_parsed_content("inferer").inferer  # inside the test-time flip wrapper
-    assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == training["patch_size"]
+    assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == training["model_settings#patch_size"]
     names = [type(t).__name__ for t in training.get_parsed_content("train#augmentation")]
-    assert training["loss_name"] == "dsm" and "RandFlipRotate90d" in names
+    assert training["training_recipe#loss_name"] == "dsm" and "RandFlipRotate90d" in names
     assert isinstance(training.get_parsed_content("validate#inferer").inferer, SlidingWindowInferer)
     # the horizontal mirror at validation (where the threshold is chosen), evaluation and inference alike
     for flips in (inference.get_parsed_content("inferer"), training.get_parsed_content("validate#inferer")):

@@ -20,11 +20,12 @@ from monai_exudate.data.synthetic import resolve_dataset_dir
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4
 TINY = {
-    "exudate_dsm": ["--spatial_size", "[96,64]", "--net_width", "8"],
+    "exudate_dsm": ["--model_settings#spatial_size", "[96,64]", "--model_settings#net_width", "8"],
     "fundus_lesion_hrdecoder": [
-        "--net_width", "4", "--stage1_channels", "8", "--stem_channels", "8", "--head_channels", "8",
-        "--hr_scale", "32", "--resize_size", "[96,64]", "--crop_size", "[64,64]", "--warmup_iters", "2",
-        "--num_threads", "1",
+        "--model_settings#net_width", "4", "--model_settings#stage1_channels", "8",
+        "--model_settings#stem_channels", "8", "--model_settings#head_channels", "8",
+        "--model_settings#hr_scale", "32", "--model_settings#resize_size", "[96,64]",
+        "--model_settings#crop_size", "[64,64]", "--training_recipe#warmup_iters", "2", "--num_threads", "1",
     ],
 }  # fmt: skip
 # Where the interrupted run is killed, one restart after another (3 training images at batch 2: 2 iterations an
@@ -84,7 +85,8 @@ def _cmd(bundle: str, root: Path, data: Path, datalist: Path, kill: str | None) 
         "--config_file", json.dumps(files), "--meta_file", str(configs / "metadata.json"),
         "--synthetic", "false", "--dataset_dir", str(data), "--datalist_file", str(datalist),
         "--output_dir", str(root / "out"), "--ckpt_dir", str(root / "models"),
-        "--max_epochs", str(EPOCHS), "--val_interval", "1", "--batch_size", "2", *TINY[bundle],
+        "--training_recipe#max_epochs", str(EPOCHS), "--training_recipe#val_interval", "1",
+        "--training_recipe#batch_size", "2", *TINY[bundle],
         "--mlflow_log_model", "false",  # the MLflow model is logged once, at the end: test_mlflow_model covers it
     ]  # fmt: skip
 

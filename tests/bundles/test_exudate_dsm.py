@@ -17,10 +17,10 @@ SCHEMA = REPO.parent / "shared" / "schema" / "meta_schema_20240725.json"
 TINY = {
     "synthetic_num": 5,
     "synthetic_size": [160, 112],
-    "spatial_size": [96, 64],
-    "net_width": 8,
-    "max_epochs": 2,
-    "val_interval": 1,
+    "model_settings#spatial_size": [96, 64],
+    "model_settings#net_width": 8,
+    "training_recipe#max_epochs": 2,
+    "training_recipe#val_interval": 1,
 }
 
 
@@ -198,7 +198,7 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
     )
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
-    parser.update({"ckpt_dir": trained["ckpt_dir"], "net_width": 8})
+    parser.update({"ckpt_dir": trained["ckpt_dir"], "model_settings#net_width": 8})
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(Path(trained["ckpt_dir"]) / "model.pt", map_location="cpu", weights_only=False))
     net.eval()

@@ -18,16 +18,16 @@ CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
 PATCHES = {
     "synthetic_num": 4,
     "synthetic_size": [120, 96],
-    "spatial_size": [80, 64],
-    "arch": "unet",
-    "net_width": 2,
-    "net_dropout": 0.0,
-    "patch_training": True,
-    "patch_size": [32, 32],
-    "patch_samples": 2,
-    "max_epochs": 2,
-    "val_interval": 1,
-    "learning_rate": 0.001,
+    "model_settings#spatial_size": [80, 64],
+    "model_settings#arch": "unet",
+    "model_settings#net_width": 2,
+    "model_settings#net_dropout": 0.0,
+    "model_settings#patch_training": True,
+    "model_settings#patch_size": [32, 32],
+    "training_recipe#patch_samples": 2,
+    "training_recipe#max_epochs": 2,
+    "training_recipe#val_interval": 1,
+    "training_recipe#learning_rate": 0.001,
 }
 
 
@@ -50,11 +50,15 @@ def trained(tmp_path_factory) -> dict:
 
 
 def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
-    parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "patch_pos": 1.0, "patch_neg": 0.0})
+    parser = _parser(
+        "train.json",
+        bundle_root=str(tmp_path),
+        **{**PATCHES, "training_recipe#patch_pos": 1.0, "training_recipe#patch_neg": 0.0},
+    )
     parser.get_parsed_content("initialize")
     large = next(iter(parser.get_parsed_content("train#dataloader")))
     small = next(iter(parser.get_parsed_content("train#small_branch_loader")))
-    batch = parser["batch_size"] * parser["patch_samples"]
+    batch = parser["training_recipe#batch_size"] * parser["training_recipe#patch_samples"]
     assert large["image"].shape == (batch, 3, 32, 32) and large["label"].shape == (batch, 1, 32, 32)
     assert small["image"].shape == large["image"].shape
     assert not torch.equal(large["image"], small["image"])
@@ -67,7 +71,7 @@ def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
 def test_whole_image_training_stays_the_default(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), synthetic_num=2, synthetic_size=[120, 96],
                      spatial_size=[80, 64])  # fmt: skip
-    assert parser["patch_training"] is False and parser["arch"] == "pspnet"
+    assert parser["model_settings#patch_training"] is False and parser["model_settings#arch"] == "pspnet"
     assert isinstance(parser.get_parsed_content("validate#inferer").inferer, SimpleInferer)
     names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
     assert "RandCropByPosNegLabeld" not in names and "SpatialPadd" not in names
@@ -80,7 +84,7 @@ def test_patch_training_stores_the_validation_threshold(trained):
     assert set(record["thresholds"]) == {"EX"} and 0.0 < record["thresholds"]["EX"] < 1.0
     assert record["epoch"] in (1, 2)
     # the map it was chosen on, so a run that makes its map otherwise is told
-    assert record["map_settings"] == {"fusion": "logits", "tta_flip_axes": [], "calibrated": False}
+    assert record["map_settings"] == {"model_settings#fusion": "logits", "tta_flip_axes": [], "calibrated": False}
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
@@ -116,7 +120,9 @@ def test_evaluate_and_inference_use_the_stored_threshold(trained):
 
 
 def test_small_branch_loader_can_centre_its_crops_on_lesion_components(tmp_path):
-    parser = _parser("train.json", bundle_root=str(tmp_path), **{**PATCHES, "small_patch_sampling": "components"})
+    parser = _parser(
+        "train.json", bundle_root=str(tmp_path), **{**PATCHES, "training_recipe#small_patch_sampling": "components"}
+    )
     parser.get_parsed_content("initialize")
     large_names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
     small_set = parser.get_parsed_content("train#small_branch_dataset")
@@ -134,15 +140,18 @@ def test_small_branch_loader_can_centre_its_crops_on_lesion_components(tmp_path)
 
 def test_pixel_sampling_shares_the_large_branch_dataset(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), **PATCHES)
-    assert parser["small_patch_sampling"] == "pixels"
+    assert parser["training_recipe#small_patch_sampling"] == "pixels"
     assert parser.get_parsed_content("train#small_branch_dataset") is parser.get_parsed_content("train#dataset")
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"small_patch_sampling": "blobs"}, "small_patch_sampling must be one of"),
-        ({"small_patch_sampling": "components", "patch_training": False}, "needs patch_training true"),
+        ({"training_recipe#small_patch_sampling": "blobs"}, "small_patch_sampling must be one of"),
+        (
+            {"training_recipe#small_patch_sampling": "components", "model_settings#patch_training": False},
+            "needs patch_training true",
+        ),
     ],
 )
 def test_small_patch_sampling_is_checked(tmp_path, settings, message):

@@ -18,22 +18,22 @@ LESIONS = ("EX", "HE", "SE", "MA")
 
 # A tiny HRNet and tiny images; the geometry keeps every size a multiple of 4 * downscale = 8.
 NET = {
-    "net_width": 4,
-    "stage1_channels": 8,
-    "stem_channels": 8,
-    "head_channels": 8,
-    "hr_scale": 32,
-    "resize_size": [96, 64],
-    "crop_size": [64, 64],
+    "model_settings#net_width": 4,
+    "model_settings#stage1_channels": 8,
+    "model_settings#stem_channels": 8,
+    "model_settings#head_channels": 8,
+    "model_settings#hr_scale": 32,
+    "model_settings#resize_size": [96, 64],
+    "model_settings#crop_size": [64, 64],
 }
 TINY = {
     **NET,
     "synthetic_num": 8,
     "synthetic_size": [160, 112],
-    "max_epochs": 2,
-    "val_interval": 1,
-    "warmup_iters": 2,
-    "learning_rate": 0.01,
+    "training_recipe#max_epochs": 2,
+    "training_recipe#val_interval": 1,
+    "training_recipe#warmup_iters": 2,
+    "training_recipe#learning_rate": 0.01,
     "num_threads": 1,
 }
 
@@ -111,7 +111,7 @@ def test_synthetic_generation_never_overwrites_another_dataset(tmp_path):
 def test_lr_schedule_is_linear_warmup_then_poly():
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
-    parser.update({"train#total_iters": 100, "warmup_iters": 10, "learning_rate": 0.01})
+    parser.update({"train#total_iters": 100, "training_recipe#warmup_iters": 10, "training_recipe#learning_rate": 0.01})
     scheduler = parser.get_parsed_content("train#lr_scheduler")
     (factor,) = scheduler.lr_lambdas
     assert factor(0) == pytest.approx(1e-6)
@@ -231,16 +231,18 @@ def test_inference_writes_maps_at_original_size(trained):
 def test_dataset_overlays_follow_the_published_schedule(overlay, num_train, iterations):
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / f"{overlay}.json")])
-    epoch_length = math.ceil(num_train / parser["batch_size"])
-    total = parser["max_epochs"] * epoch_length
+    recipe = parser["training_recipe"]
+    epoch_length = math.ceil(num_train / recipe["batch_size"])
+    total = recipe["max_epochs"] * epoch_length
     assert iterations <= total < 1.01 * iterations
-    assert parser["max_epochs"] % parser["val_interval"] == 0  # the last epoch is validated
-    assert parser["warmup_iters"] == 1500 and parser["learning_rate"] == 0.01
+    assert recipe["max_epochs"] % recipe["val_interval"] == 0  # the last epoch is validated
+    assert recipe["warmup_iters"] == 1500 and recipe["learning_rate"] == 0.01
     # the published geometry builds (with a narrow backbone, to keep the test light)
-    parser.update({"net_width": 4, "net_blocks": 1, "net_modules": 1, "stage1_channels": 8, "stem_channels": 8})
+    narrow = {"net_width": 4, "net_blocks": 1, "net_modules": 1, "stage1_channels": 8, "stem_channels": 8}
+    parser.update({f"model_settings#{name}": value for name, value in narrow.items()})
     net = parser.get_parsed_content("network_def")
     assert (net.hr_scale, net.num_crops) == ((960, 2) if overlay == "idrid" else (1024, 4))
-    crop = parser["crop_size"]
+    crop = parser["model_settings#crop_size"]
     assert all(side % net.stride == 0 for side in crop) and net.hr_scale * 2 == crop[0]
 
 
@@ -314,8 +316,8 @@ def test_evaluate_fails_loudly_on_nonfinite_weights_or_output(trained, tmp_path,
 def test_lesion_biased_crops_switch(tmp_path, biased):
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
-    parser.update({**NET, "synthetic_num": 4, "synthetic_size": [160, 112], "bundle_root": str(tmp_path),
-                   "lesion_biased_crops": biased, "crop_pos": 1.0, "crop_neg": 0.0})  # fmt: skip
+    parser.update({**NET, "synthetic_num": 4, "synthetic_size": [160, 112], "bundle_root": str(tmp_path)})
+    parser.update({"training_recipe#lesion_biased_crops": biased, "training_recipe#crop_neg": 0.0})
     names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
     assert ("RandCropByPosNegLabeld" in names) is biased and ("RandSpatialCropd" in names) is not biased
     if biased:

@@ -23,10 +23,10 @@ CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
 TINY = {
     "synthetic_num": 5,
     "synthetic_size": [160, 112],
-    "spatial_size": [96, 64],
-    "net_width": 8,
-    "max_epochs": 1,
-    "val_interval": 1,
+    "model_settings#spatial_size": [96, 64],
+    "model_settings#net_width": 8,
+    "training_recipe#max_epochs": 1,
+    "training_recipe#val_interval": 1,
 }
 
 

@@ -47,8 +47,10 @@ def _sampler_orders(rank: int, world: int, init_file: str, out_dir: str, batch: 
         orders = {}
         for size in SAMPLER_SET_SIZES:
             parser = ConfigParser({
-                "seed": 0, "batch_size": batch, "data": list(range(size)),
-                "sampler": {**config["train"]["sampler"], "dataset": "@data"},
+                "seed": 0, "batch_size": batch, "training_recipe": {"batch_size": batch}, "num_workers": 0,
+                "data": list(range(size)),
+                "loader": {**config["train"]["dataloader"], "dataset": "@data"},
+                "sampler": "$@loader.sampler",
                 # the small branch's loader as train.json builds it (train#small_branch_loader)
                 "small_branch_sampler": "$monai_exudate.recipes.exudate_dsm.small_branch_loader("
                 "@data, True, @batch_size, @seed).sampler",
@@ -107,11 +109,13 @@ def test_branch_samplers_split_every_epoch_over_two_gloo_ranks(size, two_rank_or
 
 
 TINY = {
-    "exudate_dsm": ["--spatial_size", "[96,64]", "--net_width", "8"],
+    "exudate_dsm": ["--model_settings#spatial_size", "[96,64]", "--model_settings#net_width", "8"],
     "fundus_lesion_hrdecoder": [
-        "--net_width", "4", "--stage1_channels", "8", "--stem_channels", "8", "--head_channels", "8",
-        "--hr_scale", "32", "--resize_size", "[96,64]", "--crop_size", "[64,64]", "--warmup_iters", "1",
-        "--batch_size", "2",
+        "--model_settings#net_width", "4", "--model_settings#stage1_channels", "8",
+        "--model_settings#stem_channels", "8", "--model_settings#head_channels", "8",
+        "--model_settings#hr_scale", "32", "--model_settings#resize_size", "[96,64]",
+        "--model_settings#crop_size", "[64,64]", "--training_recipe#warmup_iters", "1",
+        "--training_recipe#batch_size", "2",
     ],
 }  # fmt: skip
 
@@ -143,7 +147,7 @@ def test_torchrun_two_processes_gloo(bundle, tmp_path):
     args = [
         "training", "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
         "--ckpt_dir", str(tmp_path / "models"), "--synthetic_num", "6", "--synthetic_size", "[160,112]",
-        "--max_epochs", "2", "--val_interval", "1", *TINY[bundle],
+        "--training_recipe#max_epochs", "2", "--training_recipe#val_interval", "1", *TINY[bundle],
     ]  # fmt: skip
     _bundle_run(bundle, ["train.json", "multi_gpu_train.json"], args, processes=2)
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
@@ -178,19 +182,15 @@ def test_main_rank_handlers_are_chosen_by_id_not_by_list_index(bundle, monkeypat
     glue = "$monai_exudate.recipes.common.handlers_for_rank(@{0}#handlers, @{0}#handlers_main_rank, @is_main_rank)"
     assert parser["train#trainer#train_handlers"] == glue.format("train")
     assert parser["validate#evaluator#val_handlers"] == glue.format("validate")
-    # the handlers others use (the MLflow run, the package writer) have their own ids; the lists refer to them
-    main_only = parser["train#handlers_main_rank"]
-    assert main_only["mlflow_handler"] == "@train#mlflow_handler"
-    assert main_only["package_writer"] == "@train#package_writer"
-    assert parser["train#mlflow_handler"]["_target_"] == "MLFlowHandler"
+    # the MLflow run handler and the package writer are built by one factory, the same in both bundles
+    assert parser["train#handlers_main_rank"]["run_params"] == "@run_params"
     # train#handlers stays a list of components: MONAI's property check reads its ValidationHandler
     assert "ValidationHandler" in {h["_target_"] for h in parser["train#handlers"]}
     factories = {parser[f"{name}"]["_target_"].split(".")[-1] for name in (
         "train#handlers_main_rank", "validate#handlers", "validate#handlers_main_rank")}
     assert factories == {"training_main_rank_handlers", "validation_handlers", "validation_main_rank_handlers"}
     # what opens the MLflow store or writes the package is not even built off the main rank
-    main_rank = ("train#package_writer", "train#handlers_main_rank", "train#mlflow_handler",
-                 "validate#handlers_main_rank")
+    main_rank = ("train#handlers_main_rank", "validate#handlers_main_rank")
     for name in main_rank:
         assert parser[name]["_disabled_"] == "$not @is_main_rank", name
     for rank, expected in (("1", False), ("0", True)):
@@ -210,8 +210,16 @@ def test_every_rank_resumes_and_only_the_main_rank_saves_checkpoints(bundle, mon
         parser = ConfigParser()
         parser.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
         parser["resume_handler_probe"] = "$[type(h).__name__ for h in @train#checkpoint_handlers]"
-        parser["train#resume_handler#load_dict"] = {}  # the handlers alone, without building the trainer
-        parser["train#checkpoint_saver#save_dict"] = {"x": "$torch.nn.Linear(1, 1)"}
+        # the handlers alone, without building the trainer: a one-layer network, its optimizer and schedule
+        args = {
+            "network": "$torch.nn.Linear(1, 1)",
+            "optimizer": "$torch.optim.SGD(@train#checkpoint_handlers#network.parameters())",
+            "lr_scheduler": "$torch.optim.lr_scheduler.StepLR(@train#checkpoint_handlers#optimizer, 1)",
+            "trainer": "$__import__('ignite.engine').engine.Engine(lambda engine, batch: None)",
+            "random_transforms": None,
+            "evaluator": None,
+        }
+        parser.update({f"train#checkpoint_handlers#{name}": value for name, value in args.items()})
         names[rank] = parser.get_parsed_content("resume_handler_probe")
     assert names == {"0": ["ResumeHandler", "AtomicCheckpointSaver"], "1": ["ResumeHandler"]}
     for config in (REPO / "bundles" / bundle / "configs").glob("*.json"):
@@ -242,7 +250,8 @@ def trained(request, tmp_path_factory) -> tuple[str, Path, list[str]]:
     root = tmp_path_factory.mktemp(bundle)
     data = ["--dataset_dir", str(root / "data"), "--ckpt_dir", str(root / "models"), "--synthetic_num", "8",
             "--synthetic_size", "[160,112]", *TINY[bundle]]  # fmt: skip
-    train = ["training", *data, "--output_dir", str(root / "train"), "--max_epochs", "1", "--val_interval", "1"]
+    epochs = ["--training_recipe#max_epochs", "1", "--training_recipe#val_interval", "1"]
+    train = ["training", *data, "--output_dir", str(root / "train"), *epochs]
     _bundle_run(bundle, ["train.json"], train, 1)
     return bundle, root, data
 

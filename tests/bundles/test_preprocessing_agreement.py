@@ -14,8 +14,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 # one non-default geometry per bundle, so an argument dropped from one config shows up as a difference
 SETTINGS = {
-    "exudate_dsm": {"spatial_size": [96, 64], "fov_crop": True},
-    "fundus_lesion_hrdecoder": {"resize_size": [96, 64]},
+    "exudate_dsm": {"model_settings#spatial_size": [96, 64], "model_settings#fov_crop": True},
+    "fundus_lesion_hrdecoder": {"model_settings#resize_size": [96, 64]},
 }
 
 
@@ -62,7 +62,7 @@ def test_training_evaluation_and_inference_prepare_the_photograph_alike(bundle, 
     infer = _chain(bundle, ["inference.json"], "preprocessing", tmp_path)
     assert "no model_package.json" not in caplog.text  # the package written from train.json's model_settings
     trained, evaluated, inferred = train(dict(item)), evaluate(dict(item)), infer({"image": item["image"]})
-    assert tuple(trained["image"].shape[1:]) == tuple(SETTINGS[bundle].get("spatial_size", [96, 64]))
+    assert tuple(trained["image"].shape[1:]) == tuple(SETTINGS[bundle].get("model_settings#spatial_size", [96, 64]))
     assert torch.equal(trained["image"].as_tensor(), evaluated["image"].as_tensor())
     assert torch.equal(trained["image"].as_tensor(), inferred["image"].as_tensor())
     # training resizes the label with the photograph; evaluation keeps it at the photograph's size for scoring
@@ -79,7 +79,8 @@ def test_training_evaluation_and_inference_prepare_the_photograph_alike(bundle, 
 def test_training_and_inference_build_the_same_network_and_post_processing(bundle, tmp_path):
     train = ConfigParser()
     train.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
-    tiny = {"net_width": 8} if bundle == "exudate_dsm" else {"net_width": 4, "stage1_channels": 8, "head_channels": 8}
+    widths = {"net_width": 8} if bundle == "exudate_dsm" else {"net_width": 4, "stage1_channels": 8, "head_channels": 8}
+    tiny = {f"model_settings#{name}": value for name, value in widths.items()}
     train.update({**SETTINGS[bundle], **tiny})
     infer = _parser(
         bundle, ["inference.json"], {"ckpt_path": str(_package(bundle, tmp_path, {**SETTINGS[bundle], **tiny}))}

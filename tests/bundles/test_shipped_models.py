@@ -21,12 +21,18 @@ SHIPPED = {"exudate_dsm": ("model.pt", "model_package.json", "threshold.json"),
            "fundus_lesion_hrdecoder": ("model.pt", "model_package.json", "threshold.json")}  # fmt: skip
 MODEL_ZOO_FILE_LIMIT = 25 * 1024 * 1024
 QUICK = {
-    "exudate_dsm": {"synthetic_num": 4, "synthetic_size": [128, 96], "spatial_size": [64, 48], "net_width": 4,
-                    "max_epochs": 1, "val_interval": 1, "mlflow_log_model": False},
-    "fundus_lesion_hrdecoder": {"synthetic_num": 4, "synthetic_size": [128, 96], "resize_size": [64, 48],
-                                "crop_size": [48, 48], "hr_scale": 24, "net_width": 4, "stage1_channels": 8,
-                                "stem_channels": 8, "head_channels": 8, "max_epochs": 1, "val_interval": 1,
-                                "warmup_iters": 1, "mlflow_log_model": False, "num_threads": 1},
+    "exudate_dsm": {
+        "synthetic_num": 4, "synthetic_size": [128, 96], "mlflow_log_model": False,
+        "model_settings#spatial_size": [64, 48], "model_settings#net_width": 4,
+        "training_recipe#max_epochs": 1, "training_recipe#val_interval": 1,
+    },
+    "fundus_lesion_hrdecoder": {
+        "synthetic_num": 4, "synthetic_size": [128, 96], "mlflow_log_model": False, "num_threads": 1,
+        "model_settings#resize_size": [64, 48], "model_settings#crop_size": [48, 48], "model_settings#hr_scale": 24,
+        "model_settings#net_width": 4, "model_settings#stage1_channels": 8, "model_settings#stem_channels": 8,
+        "model_settings#head_channels": 8,
+        "training_recipe#max_epochs": 1, "training_recipe#val_interval": 1, "training_recipe#warmup_iters": 1,
+    },
 }  # fmt: skip
 
 

@@ -17,10 +17,11 @@ from monai_exudate.data.synthetic import resolve_dataset_dir
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 2
 TINY = {
-    "exudate_dsm": {"spatial_size": [96, 64], "net_width": 8},
+    "exudate_dsm": {"model_settings#spatial_size": [96, 64], "model_settings#net_width": 8},
     "fundus_lesion_hrdecoder": {
-        "net_width": 4, "stage1_channels": 8, "stem_channels": 8, "head_channels": 8, "hr_scale": 32,
-        "resize_size": [96, 64], "crop_size": [64, 64], "warmup_iters": 1, "num_threads": 1,
+        "model_settings#net_width": 4, "model_settings#stage1_channels": 8, "model_settings#stem_channels": 8,
+        "model_settings#head_channels": 8, "model_settings#hr_scale": 32, "model_settings#resize_size": [96, 64],
+        "model_settings#crop_size": [64, 64], "training_recipe#warmup_iters": 1, "num_threads": 1,
     },
 }  # fmt: skip
 
@@ -45,7 +46,13 @@ def _train(bundle: str, datalist: dict, num_train: int, tmp_path: Path, **settin
         datalist={"training": datalist["training"][:num_train], "testing": datalist["testing"]},
         output_dir=str(tmp_path / "out"),
         ckpt_dir=str(tmp_path / "models"),
-        **{"batch_size": BATCH, "max_epochs": 1, "val_interval": 1, **TINY[bundle], **settings},
+        **{
+            "training_recipe#batch_size": BATCH,
+            "training_recipe#max_epochs": 1,
+            "training_recipe#val_interval": 1,
+            **TINY[bundle],
+            **settings,
+        },
     )
 
 
@@ -78,12 +85,26 @@ def test_idrid_overlays_follow_the_authors_schedule_and_sharing():
     # 40 epochs of six passes over 54 images at one image per branch: the authors' 12,960 iterations of one image
     # per GPU and branch, with GroupNorm in the pooled branches as theirs; their six copies of every image (90/270
     # degree rotations included, batch 1 allows the portrait ones); only layer4's last block per branch
-    assert dsm["max_epochs"] * dsm["passes_per_epoch"] * 54 // dsm["batch_size"] == 12_960
-    assert dsm["batch_size"] == 1 and dsm["pooling_norm"] == "group" and dsm["augmentation_variants"] == "authors"
-    assert dsm["branch_layer4_blocks"] == 1
+    assert (
+        dsm["training_recipe#max_epochs"]
+        * dsm["training_recipe#passes_per_epoch"]
+        * 54
+        // dsm["training_recipe#batch_size"]
+        == 12_960
+    )
+    assert (
+        dsm["training_recipe#batch_size"] == 1
+        and dsm["model_settings#pooling_norm"] == "group"
+        and dsm["training_recipe#augmentation_variants"] == "authors"
+    )
+    assert dsm["model_settings#branch_layer4_blocks"] == 1
     hrd = json.loads((REPO / "bundles" / "fundus_lesion_hrdecoder" / "configs" / "idrid.json").read_text())
-    assert hrd["dice_smooth"] == 1e-5 and hrd["rotate_prob"] == 1.0
-    assert hrd["image_mean"] == [116.513, 56.437, 16.309] and hrd["image_std"] == [80.206, 41.232, 13.293]
+    assert hrd["training_recipe#dice_smooth"] == 1e-5 and hrd["training_recipe#rotate_prob"] == 1.0
+    assert hrd["model_settings#image_mean"] == [116.513, 56.437, 16.309] and hrd["model_settings#image_std"] == [
+        80.206,
+        41.232,
+        13.293,
+    ]
 
 
 @pytest.mark.parametrize("overlay", ["idrid.json", "ddr.json"])
@@ -96,12 +117,12 @@ def test_dsm_overlays_take_the_authors_auxiliary_head_sample_rates_and_training_
     loss = parser.get_parsed_content("loss")
     # their two GPUs each compute one branch's loss and DDP averages the gradients: a 0.5 x step for a dual network
     assert loss.aux_loss is not None and loss.aux_weight == 0.2 and loss.scale == 0.5
-    parser.update({"dual": False, "loss_name": "dice"})
+    parser.update({"model_settings#dual": False, "training_recipe#loss_name": "dice"})
     loss = parser.get_parsed_content("loss")
     assert loss.aux_weight == 0.4 and loss.scale == 1.0
-    parser.update({"dual": True, "arch": "deeplabv3"})
-    assert parser.get_parsed_content("sample_rate") == 0.25
-    assert parser["drop_lesion_free"] is True  # training images without exudate are left out
+    parser.update({"model_settings#dual": True, "model_settings#arch": "deeplabv3"})
+    assert parser.get_parsed_content("training_recipe#sample_rate") == 0.25
+    assert parser["training_recipe#drop_lesion_free"] is True  # training images without exudate are left out
 
 
 def test_one_image_per_branch_trains_with_the_authors_six_copies(datalist, tmp_path):

@@ -109,13 +109,14 @@ def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_pat
     (bundle / "configs").mkdir(parents=True)
     (bundle / "configs" / "metadata.json").write_text("{}")
     monkeypatch.chdir(tmp_path)  # find_bundle_root looks in ./bundles/<name>
-    train = {"arch": "pspnet", "spatial_size": [384, 256], "fov_crop": True, "model_settings": {}}
-    train["model_settings"] = {name: f"@{name}" for name in ("arch", "spatial_size", "fov_crop")}
+    section = {"lesions": "@lesions", "arch": "pspnet", "spatial_size": [384, 256], "fov_crop": True}
+    train = {"lesions": ["EX"], "model_settings": section}  # a reference in the section reads the top-level value
     (bundle / "configs" / "train.json").write_text(json.dumps(train))
     models = tmp_path / "models"
     models.mkdir()
     with caplog.at_level(logging.WARNING):
         assert package_settings(models / "model.pt", "tiny") == {
+            "lesions": ["EX"],
             "arch": "pspnet",
             "spatial_size": [384, 256],
             "fov_crop": True,
@@ -133,20 +134,20 @@ def test_inference_settings_come_from_the_package_or_the_bundle_defaults(tmp_pat
     assert package_settings(models / "model.pt", "exudate_dsm") == expected
 
 
-def test_what_a_run_gives_is_what_follows_the_package_reading_config(tmp_path):
+def test_what_a_run_gives_is_its_command_line_and_the_configs_are_the_fallback(tmp_path):
     files = []
     for name, config in {
-        "train.json": {"arch": "pspnet", "net_width": 16, "lr": "$1e-3"},
-        "cpu.json": {"arch": "unet"},
-        "evaluate.json": {"arch": "$@model_settings['arch']", "net_width": "$@model_settings['net_width']"},
-        "late.json": {"net_width": 8},
+        "train.json": {"lesions": ["EX"], "model_settings": {"lesions": "@lesions", "arch": "pspnet", "net_width": 16}},
+        "cpu.json": {"model_settings#arch": "unet", "training_recipe#learning_rate": 0.001},
+        "evaluate.json": {"model_description": "$monai_exudate.inference.package_settings(@ckpt_path, 'exudate_dsm')"},
+        "late.json": {"model_settings#net_width": 8},
     }.items():
         files.append(str(tmp_path / name))
         (tmp_path / name).write_text(json.dumps(config))
-    run = RunSettings(config_files=files, overrides={"spatial_size": [96, 64], "network_def#arch": "x"})
-    given, configured = _run_values(run)
-    # cpu.json comes before the package is read: the package wins; late.json and the command line are given
-    assert given == {"net_width": 8, "spatial_size": [96, 64]}
+    overrides = {"model_settings#spatial_size": [96, 64], "network_def#arch": "x", "training_recipe#max_epochs": 2}
+    given, configured = _run_values(RunSettings(config_files=files, overrides=overrides))
+    # the package describes the model: only the command line contradicts it; the config files are the fallback
+    assert given == {"spatial_size": [96, 64]}
     assert configured == {"arch": "unet", "net_width": 8, "spatial_size": [96, 64]}
 
 

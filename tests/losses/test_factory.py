@@ -128,5 +128,5 @@ def test_sample_rate_per_architecture_follows_the_authors_scripts():
     parser = ConfigParser()
     parser.read_config(str(Path(__file__).resolve().parents[2] / "bundles/exudate_dsm/configs/train.json"))
     for arch, rate in (("deeplabv3", 0.25), ("pspnet", 0.5)):
-        parser.update({"arch": arch})
-        assert parser.get_parsed_content("sample_rate") == rate
+        parser.update({"model_settings#arch": arch})
+        assert parser.get_parsed_content("training_recipe#sample_rate") == rate

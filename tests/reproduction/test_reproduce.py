@@ -16,11 +16,12 @@ def test_rows_of_both_tables_and_their_published_values():
     names = [row.name for row in table_rows("exudate_dsm", "hed", (0.25,))]
     assert names == ["single_cbce_hed", "single_dice_hed", "dual_dsm_hed", "dual_dsm_hed_rate0.25"]
     dual = table_rows("exudate_dsm", "pspnet")[2]
-    assert dual.overrides == {"arch": "pspnet", "dual": True, "loss_name": "dsm"}
+    settings = {"model_settings#arch": "pspnet", "model_settings#dual": True}
+    assert dual.overrides == {**settings, "training_recipe#loss_name": "dsm"}
     assert published_values("exudate_dsm", "idrid", dual.published_key) == {"iou": 61.03, "f": 75.80, "aupr": 77.82}
     assert published_values("exudate_dsm", None, dual.published_key) == {}
     hrd = {row.name: row for row in table_rows("fundus_lesion_hrdecoder")}
-    assert hrd["lr_only_full_resolution"].overrides == {"lr_only": True, "downscale": 1}
+    assert hrd["lr_only_full_resolution"].overrides == {"model_settings#lr_only": True, "model_settings#downscale": 1}
     assert published_values("fundus_lesion_hrdecoder", "ddr", "hrdecoder") == {"miou": 32.24, "maupr": 49.24}
     with pytest.raises(ValueError, match="bundle must be one of"):
         table_rows("spleen")
@@ -29,7 +30,8 @@ def test_rows_of_both_tables_and_their_published_values():
 def test_reproduce_runs_rows_over_seeds_and_writes_the_table(tmp_path, capsys):
     tiny = [
         f"dataset_dir={json.dumps(str(tmp_path / 'data'))}", "synthetic_num=5", "synthetic_size=[160,112]",
-        "spatial_size=[96,64]", "net_width=8", "net_layers=[1,1,1,1]", "max_epochs=1", "val_interval=1",
+        "model_settings#spatial_size=[96,64]", "model_settings#net_width=8", "model_settings#net_layers=[1,1,1,1]",
+        "training_recipe#max_epochs=1", "training_recipe#val_interval=1",
     ]  # fmt: skip
     out = tmp_path / "repro"
     # one row and one seed: each run is a training and an evaluation process (about 20 s each on 2 cores)
