@@ -266,7 +266,7 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     base = profile_parser(args.configs, overrides)
     batch, epochs = int(base["training_recipe#batch_size"]), _epochs(args, base)
     # the dual trainer consumes one batch per branch per step; the others get both batches as one
-    common = {**overrides, "training_recipe#val_interval": 10 * epochs + 10, "resume": False}
+    common = {**overrides, "val_interval": 10 * epochs + 10, "resume": False}
     # the single-branch systems' logits pass the evaluation post-processing without branch fusion
     single = {"model_settings#dual": False, "training_recipe#loss_name": "dice"}
     start = time.perf_counter()

@@ -100,7 +100,7 @@ def overrides(args: argparse.Namespace, inference: dict[str, Any]) -> dict[str, 
     """Settings applied on top of the bundle's inference.json: profile, command line, and the bench's own."""
     values: dict[str, Any] = {}
     if args.profile != "shipped":
-        values["model_settings"] = training_model_settings(args)
+        values["model_description"] = training_model_settings(args)
         values["calibration"] = None
     if args.profile not in ("shipped", "default"):
         profile = json.loads((REPO / "bundles" / args.bundle / "configs" / f"{args.profile}.json").read_text())
@@ -151,7 +151,7 @@ def build(args: argparse.Namespace, output_dir: Path):
         parser[key] = value
     parser["output_dir"] = str(output_dir)
     torch.manual_seed(0)
-    hidden = ("network", "device", "progress", "overwrite", "model_settings", "calibration")
+    hidden = ("network", "device", "progress", "overwrite", "model_description", "calibration")
     shown = {k: v for k, v in values.items() if k not in hidden}
     return parser, shown
 

@@ -185,7 +185,7 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     base = profile_parser(args.configs, overrides)
     epochs = int(base["training_recipe#max_epochs"])
     # no validation during training: the last epoch is scored
-    overrides["training_recipe#val_interval"] = epochs + 1
+    overrides["val_interval"] = epochs + 1
     start = time.perf_counter()
     settings = base.get_parsed_content("model_settings")
     if system in ("shipped", "shipped_sigmoid"):

@@ -51,7 +51,7 @@ echo "== MONAI $VERSION ($("$PY" -c 'import monai, os; print(os.path.dirname(mon
 CONFIGS=bundles/exudate_dsm/configs
 TINY=(--meta_file "$CONFIGS/metadata.json" --dataset_dir "$WORK/data" --output_dir "$WORK/out"
       --ckpt_dir "$WORK/models" --synthetic_num 4 --synthetic_size "[160,112]" --model_settings#spatial_size "[96,64]"
-      --model_settings#net_width 8 --training_recipe#max_epochs 1 --training_recipe#val_interval 1 --num_workers 0)
+      --model_settings#net_width 8 --training_recipe#max_epochs 1 --val_interval 1 --num_workers 0)
 FAILED=0
 
 step() {  # step NAME EXPECTED_EXIT(0|nonzero) PATTERN_IN_STDERR -- COMMAND...

@@ -97,11 +97,11 @@ def package_settings(
 ) -> dict[str, Any]:
     """The network and geometry settings to run the model in ``model_file`` with, from its package.
 
-    ``evaluate.json`` (``model_description``) and ``inference.json`` (``model_settings``) take the whole model
-    description from here, and the bundle's recipe (:mod:`monai_exudate.recipes`) builds the network, preprocessing,
-    inferer and branch fusion from it, so ``--ckpt_path model.pt`` is all a run needs. A value the run gives itself
-    for one of them (``--model_settings#<name>`` on the command line, or in ``unpackaged``) must equal the package's:
-    a contradiction raises ``SettingsError`` naming both values, before the network is built.
+    ``evaluate.json`` and ``inference.json`` take the whole model description from here (``model_description``),
+    and the bundle's recipe (:mod:`monai_exudate.recipes`) builds the network, preprocessing, inferer and branch
+    fusion from it, so ``--ckpt_path model.pt`` is all a run needs. A value the run gives itself for one of them
+    (``--model_settings#<name>`` on the command line, or in ``unpackaged``) must equal the package's: a
+    contradiction raises ``SettingsError`` naming both values, before the network is built.
 
     Without a package (weights from elsewhere, or from before bundle version 0.6.0) the settings are the run's own:
     ``unpackaged`` (the bundles' ``unpackaged_settings``), the values the run gives, else the last value the run's

@@ -135,9 +135,19 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
     content = {
         "probe_out": str(out),
         # as the bundles' own initialize: the model description is read while the run's settings are known
-        "probe_init": ["$monai_exudate.bundle.start_run()", "@model_settings"],
+        "probe_init": ["$monai_exudate.bundle.start_run()", "@model_description"],
         "probe": f"$open(@probe_out, 'w').write(repr({{{entries}}}))",
     }
+    if kind == "train":  # the checkpoint handlers alone, without the trainer and its data (a one-layer stand-in)
+        stand_ins = {
+            "network": "$torch.nn.Linear(1, 1)",
+            "optimizer": "$torch.optim.SGD(@train#checkpoint_handlers#network.parameters())",
+            "lr_scheduler": "$torch.optim.lr_scheduler.StepLR(@train#checkpoint_handlers#optimizer, 1)",
+            "trainer": "$__import__('ignite.engine').engine.Engine(lambda engine, batch: None)",
+            "random_transforms": None,
+            "evaluator": None,
+        }
+        content.update({f"train#checkpoint_handlers#{name}": value for name, value in stand_ins.items()})
     if kind == "infer":
         content["network"] = "$@network_def"  # an untrained network: no checkpoint needed to see the switches
         content["runner#model_file"] = None  # so there is no model file to record in the output manifest
@@ -243,7 +253,7 @@ def test_hrdecoder_inference_switches(probes, value):
 
 def test_args_file_settings_are_checked(probes):
     assert probes["args_file_error"].startswith("SettingsError")
-    assert "'max_epoch'" in probes["args_file_error"] and "max_epochs" in probes["args_file_error"]
+    assert "'max_epoch'" in probes["args_file_error"] and "training_recipe#max_epochs" in probes["args_file_error"]
 
 
 def _failed_run(bundle: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -263,7 +273,7 @@ def test_misspelt_setting_and_bad_switch_stop_the_run_first(tmp_path):
         "exudate_dsm", tmp_path, "--max_epoch", "2", "--model_settings#fov_crop", "maybe", "--synthetic_num", "2"
     )
     tail = "\n".join(lines[-4:])
-    assert "'max_epoch'" in tail and "closest: max_epochs" in tail
+    assert "'max_epoch'" in tail and "closest: training_recipe#max_epochs" in tail
     assert "'fov_crop'" in tail and "'maybe'" in tail
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # no work was done
 

@@ -45,7 +45,7 @@ def _trained(bundle: str, overlay: str, models: Path) -> tuple[ConfigParser, Con
 @pytest.mark.parametrize(("bundle", "overlay", "size_key", "expected"), CASES)
 def test_inference_with_the_overlay_matches_training(tmp_path, bundle, overlay, size_key, expected):
     training, inference = _trained(bundle, overlay, tmp_path / "models")
-    assert inference.get_parsed_content("model_settings")[size_key] == training[size_key]
+    assert inference.get_parsed_content("model_description")[size_key] == training[f"model_settings#{size_key}"]
     shapes = [
         {k: tuple(v.shape) for k, v in p.get_parsed_content("network_def").state_dict().items()}
         for p in (inference, training)
@@ -62,7 +62,7 @@ def test_cpu_profile_trains_on_crops_and_infers_with_a_sliding_window(tmp_path):
     from monai.inferers import SlidingWindowInferer
 
     training, inference = _trained("exudate_dsm", "cpu.json", tmp_path / "models")
-    described = inference.get_parsed_content("model_settings")
+    described = inference.get_parsed_content("model_description")
     for settings in (described, training.get_parsed_content("model_settings")):
         assert settings["arch"] == "unet" and settings["dual"] is True and settings["patch_training"] is True
     assert (

@@ -85,7 +85,7 @@ def _cmd(bundle: str, root: Path, data: Path, datalist: Path, kill: str | None) 
         "--config_file", json.dumps(files), "--meta_file", str(configs / "metadata.json"),
         "--synthetic", "false", "--dataset_dir", str(data), "--datalist_file", str(datalist),
         "--output_dir", str(root / "out"), "--ckpt_dir", str(root / "models"),
-        "--training_recipe#max_epochs", str(EPOCHS), "--training_recipe#val_interval", "1",
+        "--training_recipe#max_epochs", str(EPOCHS), "--val_interval", "1",
         "--training_recipe#batch_size", "2", *TINY[bundle],
         "--mlflow_log_model", "false",  # the MLflow model is logged once, at the end: test_mlflow_model covers it
     ]  # fmt: skip

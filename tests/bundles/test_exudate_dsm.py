@@ -20,7 +20,7 @@ TINY = {
     "model_settings#spatial_size": [96, 64],
     "model_settings#net_width": 8,
     "training_recipe#max_epochs": 2,
-    "training_recipe#val_interval": 1,
+    "val_interval": 1,
 }
 
 

@@ -26,7 +26,7 @@ PATCHES = {
     "model_settings#patch_size": [32, 32],
     "training_recipe#patch_samples": 2,
     "training_recipe#max_epochs": 2,
-    "training_recipe#val_interval": 1,
+    "val_interval": 1,
     "training_recipe#learning_rate": 0.001,
 }
 

@@ -31,7 +31,7 @@ TINY = {
     "synthetic_num": 8,
     "synthetic_size": [160, 112],
     "training_recipe#max_epochs": 2,
-    "training_recipe#val_interval": 1,
+    "val_interval": 1,
     "training_recipe#warmup_iters": 2,
     "training_recipe#learning_rate": 0.01,
     "num_threads": 1,

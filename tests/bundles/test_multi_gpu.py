@@ -147,7 +147,7 @@ def test_torchrun_two_processes_gloo(bundle, tmp_path):
     args = [
         "training", "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
         "--ckpt_dir", str(tmp_path / "models"), "--synthetic_num", "6", "--synthetic_size", "[160,112]",
-        "--training_recipe#max_epochs", "2", "--training_recipe#val_interval", "1", *TINY[bundle],
+        "--training_recipe#max_epochs", "2", "--val_interval", "1", *TINY[bundle],
     ]  # fmt: skip
     _bundle_run(bundle, ["train.json", "multi_gpu_train.json"], args, processes=2)
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
@@ -250,7 +250,7 @@ def trained(request, tmp_path_factory) -> tuple[str, Path, list[str]]:
     root = tmp_path_factory.mktemp(bundle)
     data = ["--dataset_dir", str(root / "data"), "--ckpt_dir", str(root / "models"), "--synthetic_num", "8",
             "--synthetic_size", "[160,112]", *TINY[bundle]]  # fmt: skip
-    epochs = ["--training_recipe#max_epochs", "1", "--training_recipe#val_interval", "1"]
+    epochs = ["--training_recipe#max_epochs", "1", "--val_interval", "1"]
     train = ["training", *data, "--output_dir", str(root / "train"), *epochs]
     _bundle_run(bundle, ["train.json"], train, 1)
     return bundle, root, data

@@ -36,7 +36,7 @@ def test_a_060_model_loads_and_segments_with_its_per_branch_auxiliary_heads(tmp_
     parser.read_config(str(CONFIGS / "inference.json"))
     parser.update({"ckpt_path": str(models / "model.pt")})
     loaded = parser.get_parsed_content("network")
-    described = parser.get_parsed_content("model_settings")  # the package upgraded to today's names
+    described = parser.get_parsed_content("model_description")  # the package upgraded to today's names
     assert described["dual"] is True and described["shared_aux_head"] is False and "branches" not in described
     for key, value in network.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)

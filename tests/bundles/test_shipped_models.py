@@ -24,14 +24,14 @@ QUICK = {
     "exudate_dsm": {
         "synthetic_num": 4, "synthetic_size": [128, 96], "mlflow_log_model": False,
         "model_settings#spatial_size": [64, 48], "model_settings#net_width": 4,
-        "training_recipe#max_epochs": 1, "training_recipe#val_interval": 1,
+        "training_recipe#max_epochs": 1, "val_interval": 1,
     },
     "fundus_lesion_hrdecoder": {
         "synthetic_num": 4, "synthetic_size": [128, 96], "mlflow_log_model": False, "num_threads": 1,
         "model_settings#resize_size": [64, 48], "model_settings#crop_size": [48, 48], "model_settings#hr_scale": 24,
         "model_settings#net_width": 4, "model_settings#stage1_channels": 8, "model_settings#stem_channels": 8,
         "model_settings#head_channels": 8,
-        "training_recipe#max_epochs": 1, "training_recipe#val_interval": 1, "training_recipe#warmup_iters": 1,
+        "training_recipe#max_epochs": 1, "val_interval": 1, "training_recipe#warmup_iters": 1,
     },
 }  # fmt: skip
 

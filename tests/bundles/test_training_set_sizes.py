@@ -49,7 +49,7 @@ def _train(bundle: str, datalist: dict, num_train: int, tmp_path: Path, **settin
         **{
             "training_recipe#batch_size": BATCH,
             "training_recipe#max_epochs": 1,
-            "training_recipe#val_interval": 1,
+            "val_interval": 1,
             **TINY[bundle],
             **settings,
         },

@@ -31,7 +31,7 @@ def test_reproduce_runs_rows_over_seeds_and_writes_the_table(tmp_path, capsys):
     tiny = [
         f"dataset_dir={json.dumps(str(tmp_path / 'data'))}", "synthetic_num=5", "synthetic_size=[160,112]",
         "model_settings#spatial_size=[96,64]", "model_settings#net_width=8", "model_settings#net_layers=[1,1,1,1]",
-        "training_recipe#max_epochs=1", "training_recipe#val_interval=1",
+        "training_recipe#max_epochs=1", "val_interval=1",
     ]  # fmt: skip
     out = tmp_path / "repro"
     # one row and one seed: each run is a training and an evaluation process (about 20 s each on 2 cores)
