@@ -62,7 +62,7 @@ def test_training_writes_checkpoints_and_mlflow_run(trained, run_artifacts):
         assert name in data.params, name
     for name in (
         "momentum", "weight_decay", "poly_power", "aux_weight", "fov_crop", "val_interval", "pretrained_path",
-        "pooling_norm", "augmentation_variants", "rotate_non_square",
+        "pooling_norm", "augmentation_variants", "sw_overlap",
     ):  # fmt: skip
         assert name in data.params, name
     assert data.params["synthetic"] == "True" and data.params["passes_per_epoch"] == "1"
@@ -192,7 +192,6 @@ def test_ckpt_export_matches_eager(trained, tmp_path):
         meta_file=str(CONFIGS / "metadata.json"),
         config_file=str(CONFIGS / "inference.json"),
         ckpt_dir=trained["ckpt_dir"],  # its package, not that of a model trained in the bundle's own models/
-        net_width=8,
         use_trace=True,
         input_shape=[1, 3, 96, 64],
     )
@@ -223,8 +222,9 @@ def test_idrid_overlay_resizes_without_fov_crop(config, tmp_path):
         parser.update({"ckpt_dir": str(tmp_path)})  # no model trained in the bundle's own models/ (its package) counts
         if overlay:  # inference of weights without a package takes the overlay's settings as unpackaged_settings
             settings = json.loads((CONFIGS / overlay).read_text())
-            given = {"fov_crop": settings.get("fov_crop", True)}
-            parser.update(given if config == "train.json" else {"unpackaged_settings": given})
+            fov_crop = settings.get("model_settings#fov_crop", True)
+            given = {"model_settings#fov_crop": fov_crop}
+            parser.update(given if config == "train.json" else {"unpackaged_settings": {"fov_crop": fov_crop}})
         found[overlay] = any(isinstance(t, FieldOfViewCropd) for t in parser.get_parsed_content(key).transforms)
     assert found == {None: True, "idrid.json": False, "ddr.json": True}
 

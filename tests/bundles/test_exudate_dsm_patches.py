@@ -42,7 +42,9 @@ def _parser(*configs: str, **overrides) -> ConfigParser:
 def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("dsm_patches")
     dirs = {"dataset_dir": str(root / "data"), "output_dir": str(root / "out"), "ckpt_dir": str(root / "models")}
-    optimizer = {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": "@learning_rate"}
+    optimizer = {
+        "_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": "@training_recipe#learning_rate"
+    }  # fmt: skip
     overrides = {**PATCHES, "optimizer": optimizer}
     run("training", config_file=str(CONFIGS / "train.json"), meta_file=str(CONFIGS / "metadata.json"),
         **overrides, **dirs)  # fmt: skip
@@ -70,7 +72,7 @@ def test_each_loader_draws_its_own_lesion_biased_crops(tmp_path):
 
 def test_whole_image_training_stays_the_default(tmp_path):
     parser = _parser("train.json", bundle_root=str(tmp_path), synthetic_num=2, synthetic_size=[120, 96],
-                     spatial_size=[80, 64])  # fmt: skip
+                     **{"model_settings#spatial_size": [80, 64]})  # fmt: skip
     assert parser["model_settings#patch_training"] is False and parser["model_settings#arch"] == "pspnet"
     assert isinstance(parser.get_parsed_content("validate#inferer").inferer, SimpleInferer)
     names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
@@ -84,7 +86,7 @@ def test_patch_training_stores_the_validation_threshold(trained):
     assert set(record["thresholds"]) == {"EX"} and 0.0 < record["thresholds"]["EX"] < 1.0
     assert record["epoch"] in (1, 2)
     # the map it was chosen on, so a run that makes its map otherwise is told
-    assert record["map_settings"] == {"model_settings#fusion": "logits", "tta_flip_axes": [], "calibrated": False}
+    assert record["map_settings"] == {"fusion": "logits", "tta_flip_axes": [], "calibrated": False}
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained['output_dir']}/mlflow.db")
@@ -134,7 +136,9 @@ def test_small_branch_loader_can_centre_its_crops_on_lesion_components(tmp_path)
     small = next(iter(parser.get_parsed_content("train#small_branch_loader")))
     assert small["image"].shape == large["image"].shape and small["label"].shape == large["label"].shape
     # the resume state holds the random transforms of both loaders' pipelines
-    state = parser.get_parsed_content("train#run_state")
+    from monai_exudate.engines import ResumeState
+
+    state = ResumeState(transforms=parser.get_parsed_content("train#checkpoint_handlers#random_transforms"))
     assert any(type(t).__name__ == "RandWeightedCropd" for t in state.transforms)
 
 

@@ -193,7 +193,7 @@ def test_missing_mask_rule_changes_soft_exudate_counts(trained):
             **TINY,
             **{**_dirs(trained), "dataset_dir": str(data)},
             eval_dir=str(out),
-            missing_masks=rule,
+            **{"training_recipe#missing_masks": rule},
             run_name=f"rule_{rule}",
         )
         results[rule] = json.loads((out / "metrics.json").read_text())
@@ -235,7 +235,7 @@ def test_dataset_overlays_follow_the_published_schedule(overlay, num_train, iter
     epoch_length = math.ceil(num_train / recipe["batch_size"])
     total = recipe["max_epochs"] * epoch_length
     assert iterations <= total < 1.01 * iterations
-    assert recipe["max_epochs"] % recipe["val_interval"] == 0  # the last epoch is validated
+    assert recipe["max_epochs"] % parser["val_interval"] == 0  # the last epoch is validated
     assert recipe["warmup_iters"] == 1500 and recipe["learning_rate"] == 0.01
     # the published geometry builds (with a narrow backbone, to keep the test light)
     narrow = {"net_width": 4, "net_blocks": 1, "net_modules": 1, "stage1_channels": 8, "stem_channels": 8}

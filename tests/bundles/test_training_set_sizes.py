@@ -73,7 +73,10 @@ def test_set_of_any_size_trains_one_epoch(bundle, num_train, datalist, tmp_path)
 def test_passes_per_epoch_repeat_the_set_within_an_epoch(datalist, tmp_path):
     """The authors write six rotated/flipped copies of every training image, so one of their epochs is six passes:
     ``passes_per_epoch`` keeps their epoch count, images seen, poly length and alpha per epoch."""
-    _train("exudate_dsm", datalist, 3, tmp_path, max_epochs=2, passes_per_epoch=3, val_interval=2)
+    _train(
+        "exudate_dsm", datalist, 3, tmp_path, val_interval=2,
+        **{"training_recipe#max_epochs": 2, "training_recipe#passes_per_epoch": 3},
+    )  # fmt: skip
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     per_pass = math.ceil(3 / BATCH)
     assert state["trainer"]["epoch_length"] == 3 * per_pass and state["trainer"]["iteration"] == 2 * 3 * per_pass
@@ -129,8 +132,10 @@ def test_one_image_per_branch_trains_with_the_authors_six_copies(datalist, tmp_p
     """The IDRiD overlay's step: one landscape image per branch (portrait after a 90/270 degree turn) through a
     PSPNet whose pooled branches use GroupNorm; every image once per pass."""
     _train(
-        "exudate_dsm", datalist, 3, tmp_path, batch_size=1, pooling_norm="group", augmentation_variants="authors",
-        branch_layer4_blocks=1, passes_per_epoch=2, net_layers=[1, 1, 1, 2],
+        "exudate_dsm", datalist, 3, tmp_path,
+        **{"model_settings#pooling_norm": "group", "model_settings#branch_layer4_blocks": 1,
+           "model_settings#net_layers": [1, 1, 1, 2], "training_recipe#batch_size": 1,
+           "training_recipe#augmentation_variants": "authors", "training_recipe#passes_per_epoch": 2},
     )  # fmt: skip
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=False)
     assert state["trainer"]["iteration"] == 2 * 3  # two passes of three images, one per branch and step
@@ -153,10 +158,8 @@ def test_hed_overlay_trains_with_the_authors_optimiser_and_supervision(datalist,
         datalist={"training": datalist["training"][:2], "testing": datalist["testing"]},
         output_dir=str(tmp_path / "out"),
         ckpt_dir=str(tmp_path / "models"),
-        max_epochs=1,
         val_interval=1,
-        spatial_size=[96, 64],
-        net_width=4,
+        **{"training_recipe#max_epochs": 1, "model_settings#spatial_size": [96, 64], "model_settings#net_width": 4},
     )
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=False)
     groups = state["optimizer"]["param_groups"]
