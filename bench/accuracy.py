@@ -106,7 +106,7 @@ def evaluation_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigP
     preprocessing, inferer and branch fusion."""
     described = profile_parser(configs, overrides).get_parsed_content("model_settings")
     parser = profile_parser([*configs[:1], "evaluate.json", *configs[1:]], overrides)
-    parser["model_settings"] = described
+    parser["model_description"] = described
     return parser
 
 

@@ -95,7 +95,7 @@ def evaluation_parser(configs: Sequence[str | Path], overrides: Mapping, setting
     trained here), or None to read both from the package in ``ckpt_dir`` (the shipped model)."""
     parser = profile_parser([*configs[:1], "evaluate.json", *configs[1:]], overrides)
     if settings is not None:
-        parser["model_settings"] = dict(settings)
+        parser["model_description"] = dict(settings)
         parser["calibration"] = None
         parser["tta_flip_axes"] = []
     return parser

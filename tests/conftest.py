@@ -40,3 +40,18 @@ def run_artifacts():
         return files
 
     return walk
+
+
+@pytest.fixture(scope="session")
+def checkpoint_stand_ins() -> dict[str, object]:
+    """Config overrides that build a bundle's ``train#checkpoint_handlers`` alone, without the trainer and its data:
+    a one-layer network, its optimiser, schedule and an idle engine stand in for the real ones."""
+    stand_ins = {
+        "network": "$torch.nn.Linear(1, 1)",
+        "optimizer": "$torch.optim.SGD(@train#checkpoint_handlers#network.parameters())",
+        "lr_scheduler": "$torch.optim.lr_scheduler.StepLR(@train#checkpoint_handlers#optimizer, 1)",
+        "trainer": "$__import__('ignite.engine').engine.Engine(lambda engine, batch: None)",
+        "random_transforms": None,
+        "evaluator": None,
+    }
+    return {f"train#checkpoint_handlers#{name}": value for name, value in stand_ins.items()}

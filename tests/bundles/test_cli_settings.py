@@ -125,7 +125,7 @@ def _photo(path: Path) -> Path:
     return path
 
 
-def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[str], Path]:
+def _probe_command(tmp: Path, bundle: str, kind: str, value: str, stand_ins: dict) -> tuple[list[str], Path]:
     configs, switches, record = PROBES[(bundle, kind)]
     root = tmp / f"{bundle}_{kind}_{value}"
     out = root / "probe.txt"
@@ -138,16 +138,8 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
         "probe_init": ["$monai_exudate.bundle.start_run()", "@model_description"],
         "probe": f"$open(@probe_out, 'w').write(repr({{{entries}}}))",
     }
-    if kind == "train":  # the checkpoint handlers alone, without the trainer and its data (a one-layer stand-in)
-        stand_ins = {
-            "network": "$torch.nn.Linear(1, 1)",
-            "optimizer": "$torch.optim.SGD(@train#checkpoint_handlers#network.parameters())",
-            "lr_scheduler": "$torch.optim.lr_scheduler.StepLR(@train#checkpoint_handlers#optimizer, 1)",
-            "trainer": "$__import__('ignite.engine').engine.Engine(lambda engine, batch: None)",
-            "random_transforms": None,
-            "evaluator": None,
-        }
-        content.update({f"train#checkpoint_handlers#{name}": value for name, value in stand_ins.items()})
+    if kind == "train":  # the checkpoint handlers alone, without the trainer and its data
+        content.update(stand_ins)
     if kind == "infer":
         content["network"] = "$@network_def"  # an untrained network: no checkpoint needed to see the switches
         content["runner#model_file"] = None  # so there is no model file to record in the output manifest
@@ -179,13 +171,13 @@ def _probe_command(tmp: Path, bundle: str, kind: str, value: str) -> tuple[list[
 
 
 @pytest.fixture(scope="module")
-def probes(tmp_path_factory) -> dict:
+def probes(tmp_path_factory, checkpoint_stand_ins) -> dict:
     """Run every probe's command line with every switch off, then on; return what each recorded."""
     tmp = tmp_path_factory.mktemp("switches")
     jobs, outs = [], {}
     for key in PROBES:
         for value in ("off", "on"):
-            argv, out = _probe_command(tmp, *key, value)
+            argv, out = _probe_command(tmp, *key, value, checkpoint_stand_ins)
             jobs.append(argv)
             outs[(*key, value)] = out
     args_file = tmp / "args.json"
@@ -274,7 +266,7 @@ def test_misspelt_setting_and_bad_switch_stop_the_run_first(tmp_path):
     )
     tail = "\n".join(lines[-4:])
     assert "'max_epoch'" in tail and "closest: training_recipe#max_epochs" in tail
-    assert "'fov_crop'" in tail and "'maybe'" in tail
+    assert "'model_settings#fov_crop'" in tail and "'maybe'" in tail
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # no work was done
 
 

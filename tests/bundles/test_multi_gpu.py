@@ -200,7 +200,7 @@ def test_main_rank_handlers_are_chosen_by_id_not_by_list_index(bundle, monkeypat
 
 
 @pytest.mark.parametrize("bundle", ["exudate_dsm", "fundus_lesion_hrdecoder"])
-def test_every_rank_resumes_and_only_the_main_rank_saves_checkpoints(bundle, monkeypatch):
+def test_every_rank_resumes_and_only_the_main_rank_saves_checkpoints(bundle, monkeypatch, checkpoint_stand_ins):
     """Both bundles pick the rank-0-only checkpoint saver by its id, not by a list index."""
     from monai.bundle import ConfigParser
 
@@ -211,15 +211,7 @@ def test_every_rank_resumes_and_only_the_main_rank_saves_checkpoints(bundle, mon
         parser.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
         parser["resume_handler_probe"] = "$[type(h).__name__ for h in @train#checkpoint_handlers]"
         # the handlers alone, without building the trainer: a one-layer network, its optimizer and schedule
-        args = {
-            "network": "$torch.nn.Linear(1, 1)",
-            "optimizer": "$torch.optim.SGD(@train#checkpoint_handlers#network.parameters())",
-            "lr_scheduler": "$torch.optim.lr_scheduler.StepLR(@train#checkpoint_handlers#optimizer, 1)",
-            "trainer": "$__import__('ignite.engine').engine.Engine(lambda engine, batch: None)",
-            "random_transforms": None,
-            "evaluator": None,
-        }
-        parser.update({f"train#checkpoint_handlers#{name}": value for name, value in args.items()})
+        parser.update(checkpoint_stand_ins)
         names[rank] = parser.get_parsed_content("resume_handler_probe")
     assert names == {"0": ["ResumeHandler", "AtomicCheckpointSaver"], "1": ["ResumeHandler"]}
     for config in (REPO / "bundles" / bundle / "configs").glob("*.json"):
