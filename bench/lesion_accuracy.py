@@ -24,13 +24,16 @@ training crop on the resized photograph, predictions inverted to the original si
 the validation maps (the rule of the bundle's ``threshold.json``) on the test set, and the recall of lesion
 components under 100 pixels (half their pixels found) at that level. The table (mean +/- std over seeds) is written
 to ``--out`` after every run (default ``runs/lesion_accuracy.md``; the measured tables are kept in
-``bench/accuracy_results.md``).
+``bench/accuracy_results.md``). Seeds run in separate sessions combine from their logs:
+``--merge seed0.log seed1.log`` writes the same tables without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -240,6 +243,23 @@ def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
     return "\n\n".join(blocks)
 
 
+RESULT_LINE = re.compile(r"^(\w+) seed (\d+): (\{.*\})$")
+
+
+def logged_results(logs: Sequence[Path]) -> dict[str, list[dict]]:
+    """The results a run of this benchmark logged (``<system> seed <n>: {...}``, one line per system and seed), in
+    the order of :data:`SYSTEMS`; a system's shipped scores once, as a single run logs them."""
+    results: dict[str, list[dict]] = {}
+    for path in logs:
+        for line in path.read_text().replace("\r", "\n").splitlines():
+            found = RESULT_LINE.match(line)
+            if found and found.group(1) in SYSTEMS:
+                results.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
+    if not results:
+        raise ValueError(f"no result line in {', '.join(map(str, logs))}")
+    return {s: results[s][:1] if s.startswith("shipped") else results[s] for s in SYSTEMS if s in results}
+
+
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> str:
     """Run the benchmark; returns the markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -256,7 +276,15 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lesion_accuracy.md")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="LOG",
+                        help="only combine the result lines of earlier runs' logs (seeds run apart) into the tables")
     args = parser.parse_args(argv)
+    if args.merge:
+        table = markdown_tables(logged_results(args.merge)) + "\n\nMerged from: " + ", ".join(map(str, args.merge))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table + "\n")
+        log(table)
+        return table
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.smoke and not args.dataset_dir.is_dir():

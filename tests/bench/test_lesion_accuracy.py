@@ -134,3 +134,21 @@ def test_missing_masks_other_than_negative_is_refused(tmp_path, capsys):
             ["--smoke", "--systems", "monai_unet", "--override", 'training_recipe#missing_masks="ignore"'], log=print
         )
     assert "missing_masks" in capsys.readouterr().err
+
+
+def test_seeds_run_apart_merge_into_one_table(tmp_path):
+    bench = _bench()
+
+    def run(aupr: float, seconds: float) -> dict:
+        return {"validation": {"EX": {"aupr": aupr, "ap": aupr}}, "steps": 10, "crops": 20, "seconds": seconds}
+
+    first, second = tmp_path / "seed0.log", tmp_path / "seed1.log"
+    first.write_text(f"Loading dataset: 100%\rmonai_unet seed 0: {run(0.5, 10.0)}\nshipped seed 0: {run(0.7, 1.0)}\n")
+    second.write_text(f"monai_unet seed 1: {run(0.7, 30.0)}\nshipped seed 1: {run(0.9, 1.0)}\nnot a result line\n")
+    table = bench.main(["--merge", str(first), str(second), "--out", str(tmp_path / "t.md")], log=lambda _: None)
+    assert "| plain MONAI UNet (4 sigmoid channels) + DiceLoss, Adam 1e-3 | EX | 2 | 0.600 +/- 0.141 |" in table
+    assert "| shipped model (bundle models/), calibrated | EX | 1 | 0.700 +/- 0.000 |" in table  # scored once
+    assert (tmp_path / "t.md").read_text().startswith("### validation")
+    (tmp_path / "empty.log").write_text("nothing\n")
+    with pytest.raises(ValueError, match="no result line"):
+        bench.main(["--merge", str(tmp_path / "empty.log")], log=lambda _: None)
