@@ -154,8 +154,8 @@ def _is_component(parser: ConfigParser, parts: Sequence[str]) -> bool:
 
 def _section_keys(parser: ConfigParser, name: str) -> list[str]:
     """The keys of the top-level plain dictionary ``name`` (a settings section); none for a component or a value."""
-    node = parser.get(name)
-    return [str(k) for k in node] if isinstance(node, Mapping) and "_target_" not in node else []
+    plain = isinstance(parser.get(name), Mapping) and not _is_component(parser, [name])
+    return _children(parser, [name]) if plain else []
 
 
 def _first_missing(parser: ConfigParser, parts: Sequence[str]) -> int | None:

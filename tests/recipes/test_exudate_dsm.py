@@ -69,8 +69,10 @@ def test_patch_crops_and_the_small_branch_loader():
 
 
 def test_the_recipe_builds_the_loss_and_the_augmentation():
-    loss = exudate_dsm.loss(SETTINGS, RECIPE)
-    assert type(loss).__name__ == "DualBranchLoss"
+    loss = exudate_dsm.loss(SETTINGS, {**RECIPE, "aux_weight": 0.3})
+    assert type(loss).__name__ == "DualBranchLoss" and loss.aux_weight == 0.3  # the recipe's values reach the loss
+    single = exudate_dsm.loss({**SETTINGS, "dual": "no"}, {**RECIPE, "loss_name": "cbce"})
+    assert type(single).__name__ != "DualBranchLoss"
     (turn,) = exudate_dsm.augmentation(SETTINGS, {**RECIPE, "batch_size": 1})
     assert turn.rotate_non_square is False  # patches: the rule for whole photographs does not apply
     (turn,) = exudate_dsm.augmentation({**SETTINGS, "patch_training": False}, {**RECIPE, "batch_size": 1})
