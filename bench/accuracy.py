@@ -13,7 +13,9 @@ instance norm), in its two usual forms: (c) one exudate channel through a sigmoi
 MONAI's tutorials (``out_channels=2``, ``DiceLoss(to_onehot_y=True, softmax=True)``, the background channel
 included), scored on its exudate probability (the softmax of two classes is the sigmoid of their logit difference).
 Two variants of (c) on request: (e) ``norm="batch"``, the normalisation of the profile's U-Net, and (f)
-``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice.
+``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice. ``shipped``: the bundle's
+shipped model (``--ckpt_dir`` for another package), not trained here and scored once whatever the seeds, with its
+package's settings and calibration as the bundle's evaluation reads them (the trained systems: sigmoid maps).
 All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
 training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
 metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
@@ -21,16 +23,21 @@ components under 100 pixels (counted when half their pixels are predicted, and w
 On the IDRiD training split, choose on its validation part and test on IDRiD_55-58:
 ``--dataset_dir ../shared/data/idrid_training --override 'datalist_file="data_lists/idrid_training_split.json"'
 'val_section="validation"' --test_dataset_dir ../shared/data/idrid_sample`` (the table then adds the test
-columns). Average precision (``ap``, all 256 levels) is reported beside the 11-threshold AUPR, which flatters weak
-maps.
+columns, with IoU, F and small-lesion recall also at the F-maximising level of the validation maps, the rule of the
+bundle's ``threshold.json``: ``*_thr``). Average precision (``ap``, all 256 levels) is reported beside the
+11-threshold AUPR, which flatters weak maps.
 Results: a markdown table (mean +/- std over seeds, wall time per row) printed and written to ``--out`` (default
-``runs/accuracy.md``; the measured tables are kept in ``bench/accuracy_results.md``).
+``runs/accuracy.md``; the measured tables are kept in ``bench/accuracy_results.md``). Each trained network's weights
+are kept in ``--workdir`` (``<system>_seed<n>/network.pt``). Seeds run in separate sessions combine from their logs:
+``--merge seed0.log seed1.log`` writes the same table without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -46,14 +53,24 @@ from monai.networks.nets import UNet
 from monai.utils import set_determinism
 
 from monai_exudate.bundle import as_bool
+from monai_exudate.inference import load_network_weights, package_settings
 from monai_exudate.metrics import LesionMetricsReport
-from monai_exudate.metrics.pixel import average_precision_from_histograms
+from monai_exudate.metrics.pixel import (
+    average_precision_from_histograms,
+    binarize,
+    counts_at_threshold,
+    f_maximising_threshold,
+    pixel_histograms,
+    pixel_scores,
+)
+from monai_exudate.metrics.size_recall import batch_size_counts, recall_by_size
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "idrid_sample"
 SYSTEMS = (
     "dual_dsm", "single_dice", "monai_unet", "monai_unet_softmax", "monai_unet_batchnorm", "monai_unet_batchdice",
+    "shipped",
 )  # fmt: skip
 # the four systems compared by default, both usual forms of the UNet among them: the sigmoid one marks most of the
 # photograph at 0.5 on the IDRiD sample (288 steps, 3 seeds: IoU 0.071, AUPR 0.515), the two-class one does not
@@ -76,13 +93,14 @@ LABELS = {
     "monai_unet_batchnorm": "plain MONAI UNet (norm batch) + DiceLoss, Adam 1e-3",
     "monai_unet_batchdice": "plain MONAI UNet + DiceLoss(batch=True), Adam 1e-3",
     "monai_unet_softmax": "plain MONAI UNet, 2 classes + DiceLoss(softmax), Adam 1e-3",
+    "shipped": "shipped model (bundle models/), calibrated",
 }
 COLUMNS = (
     "iou", "f", "aupr", "ap", "region_f", "recall_lt100", "touched_lt100", "recall_0-25", "recall_25-100",
     "recall_100-400",
 )  # fmt: skip
 # scored again on --test_dataset_dir when it is given
-TEST_COLUMNS = ("iou", "f", "aupr", "ap", "recall_lt100")
+TEST_COLUMNS = ("iou", "f", "aupr", "ap", "recall_lt100", "iou_thr", "f_thr", "recall_lt100_thr")
 SIZE_BINS = (0, 25, 100, 400, 1600, math.inf)
 SMOKE = {
     "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'",
@@ -100,14 +118,29 @@ def profile_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigPars
     return parser
 
 
-def evaluation_parser(configs: Sequence[str | Path], overrides: dict) -> ConfigParser:
+def evaluation_parser(configs: Sequence[str | Path], overrides: dict, packaged: bool = False) -> ConfigParser:
     """The profile's configs with ``evaluate.json``, described by the model settings that training with
     ``overrides`` records (the model package a bundle run writes), so the network in memory is scored with its own
-    preprocessing, inferer and branch fusion."""
+    preprocessing, inferer and branch fusion, without calibration; ``packaged``: settings and calibration from the
+    package in ``overrides["ckpt_dir"]``, as the bundle's evaluation reads them (the shipped model)."""
     described = profile_parser(configs, overrides).get_parsed_content("model_settings")
     parser = profile_parser([*configs[:1], "evaluate.json", *configs[1:]], overrides)
-    parser["model_description"] = described
+    if not packaged:
+        parser["model_description"] = described
+        parser["calibration"] = None
     return parser
+
+
+def shipped_network(
+    ckpt_dir: Path, device: torch.device, bundle: str = "exudate_dsm", build: Callable | None = None
+) -> torch.nn.Module:
+    """The packaged network with its weights (the bundle's inference path); ``build``: the bundle's network factory
+    (default: ``exudate_dsm``'s)."""
+    from monai_exudate.recipes import exudate_dsm
+
+    settings = package_settings(str(ckpt_dir / "model.pt"), bundle)
+    network = (build or exudate_dsm.network)(settings)
+    return load_network_weights(network, str(ckpt_dir / "model.pt"), map_location="cpu").to(device)
 
 
 def inverted_predictions(
@@ -131,27 +164,36 @@ def inverted_predictions(
         yield probs, label
 
 
-def score_network(network: torch.nn.Module, parser: ConfigParser, device: torch.device) -> dict[str, float]:
+def score_network(
+    network: torch.nn.Module, parser: ConfigParser, device: torch.device, threshold: float | None = None
+) -> dict[str, float]:
     """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
 
     Each photograph goes through the evaluation preprocessing, the profile's inferer (``network`` returns logits) and
     the evaluation post-processing (``validate#postprocessing``: branch fusion, sigmoid, inversion of the
-    preprocessing); labels are the original masks.
+    preprocessing); labels are the original masks. ``best_thr``: the F-maximising level of these maps (the rule of the
+    bundle's ``threshold.json``); given ``threshold`` (one chosen on other photographs), IoU, F and the recall of
+    components under 100 pixels at it too (``*_thr``).
     """
     report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
-    levels = torch.zeros(2, 256, dtype=torch.int64)  # 8-bit level histograms (lesion, background) for the AP
+    histograms = torch.zeros(1, 2, 256, dtype=torch.int64)  # 8-bit levels of (background, exudate) pixels
+    small = torch.zeros(1, 2, 2, dtype=torch.int64)  # components under 100 pixels at ``threshold``: [detected, total]
     # the looser count of small-lesion recall: a component counts once the mask touches it
     touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
     for probs, label in inverted_predictions(network, parser, device):
         for metric in (report, touched):
             metric.update((probs, label))
-        q = probs.mul(255).round().long().flatten()
-        positive = label.flatten() > 0.5
-        levels[0] += torch.bincount(q[positive], minlength=256)
-        levels[1] += torch.bincount(q[~positive], minlength=256)
+        histograms += pixel_histograms(probs, label)
+        if threshold is not None:
+            small += batch_size_counts(binarize(probs, threshold), label > 0.5, (0, 100, math.inf))
     scores = report.compute()["lesions"]["EX"]
     out = {k: scores[k] for k in ("iou", "f", "aupr")}
-    out["ap"] = average_precision_from_histograms(levels[0].numpy(), levels[1].numpy())
+    neg, pos = histograms[0].numpy()
+    out["ap"] = average_precision_from_histograms(pos, neg)
+    out["best_thr"] = f_maximising_threshold(pos, neg)[0]
+    if threshold is not None:
+        out.update({f"{k}_thr": v for k, v in pixel_scores(*counts_at_threshold(pos, neg, threshold)).items()})
+        out["recall_lt100_thr"] = recall_by_size(small[0].numpy(), (0, 100, math.inf))["0-100"]["recall"]
     out["region_f"] = scores["region"]["0.5"]["f"]
     for label in ("0-25", "25-100", "100-400"):
         out[f"recall_{label}"] = scores["size_recall"][label]["recall"]
@@ -257,6 +299,7 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     """Train one system with one seed and score it; adds ``steps``, ``crops`` and ``seconds``."""
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     root = workdir / f"{system}_seed{seed}"
+    root.mkdir(parents=True, exist_ok=True)
     overrides = {
         **(SMOKE if args.smoke else {"dataset_dir": str(args.dataset_dir)}), **dict(args.override),
         "seed": seed, "bundle_root": str(root), "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
@@ -270,7 +313,10 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     # the single-branch systems' logits pass the evaluation post-processing without branch fusion
     single = {"model_settings#dual": False, "training_recipe#loss_name": "dice"}
     start = time.perf_counter()
-    if system == "dual_dsm":
+    if system == "shipped":
+        network, steps, crops = shipped_network(args.ckpt_dir, device), 0, 0
+        overrides["ckpt_dir"] = str(args.ckpt_dir)
+    elif system == "dual_dsm":
         network, steps, crops = train_profile(args.configs, {**common, "training_recipe#max_epochs": epochs})
     elif system == "single_dice":
         ablation = {**single, "training_recipe#batch_size": 2 * batch, "training_recipe#max_epochs": 2 * epochs}
@@ -278,13 +324,17 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     else:
         dual_steps = epochs * math.ceil(_num_train(base) / batch)
         network, steps, crops = train_monai_unet(base, dual_steps, 2 * batch, seed, device, **UNET_RECIPES[system])
-    scoring = overrides if system == "dual_dsm" else {**overrides, **single}
-    evaluation = evaluation_parser(args.configs, scoring)
+    if system != "shipped":  # kept, so the scoring can be repeated without training again
+        torch.save(network.state_dict(), root / "network.pt")
+    scoring = overrides if system in ("dual_dsm", "shipped") else {**overrides, **single}
+    evaluation = evaluation_parser(args.configs, scoring, packaged=system == "shipped")
     result = score_network(network, evaluation, device)
     if args.test_dataset_dir is not None:
-        # the same network on a second, held-out set (e.g. IDRiD_55-58 after choosing on IDRiD_45-54)
+        # the same network on a second, held-out set (e.g. IDRiD_55-58 after choosing on IDRiD_45-54), also at the
+        # level chosen on the first
         test = {**scoring, "dataset_dir": str(args.test_dataset_dir), "datalist_file": None, "val_section": "testing"}
-        test_scores = score_network(network, evaluation_parser(args.configs, test), device)
+        evaluation = evaluation_parser(args.configs, test, packaged=system == "shipped")
+        test_scores = score_network(network, evaluation, device, threshold=result["best_thr"])
         result.update({f"test_{k}": v for k, v in test_scores.items()})
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
     return result
@@ -362,21 +412,66 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     # not bench/accuracy_results.md: that file keeps the tables of several runs, which a new run would overwrite
     out_help = "markdown table, rewritten after every run (default: %(default)s)"
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy.md", help=out_help)
+    ckpt_help = "the 'shipped' system's package (default: %(default)s)"
+    parser.add_argument("--ckpt_dir", type=Path, default=CONFIGS.parent / "models", help=ckpt_help)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="LOG",
+        help="only combine the result lines of earlier runs' logs (seeds run apart) into the table",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        table = merged_table(markdown_table, args.merge, SYSTEMS, args.out)
+        log(table)
+        return table
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.smoke and not Path(args.dataset_dir).is_dir():
         parser.error(f"--dataset_dir {args.dataset_dir} is not a folder")
+    if "shipped" in args.systems and not (args.ckpt_dir / "model.pt").is_file():
+        parser.error(f"--ckpt_dir {args.ckpt_dir} holds no model.pt")
     results: dict[str, list[dict[str, float]]] = {s: [] for s in args.systems}
     with tempfile.TemporaryDirectory(prefix="accuracy_") as tmp:
         workdir = args.workdir or Path(tmp)
         for seed in args.seeds:
             for system in args.systems:
+                if system == "shipped" and results[system]:
+                    continue  # not trained here: one score whatever the seeds
                 result = run_system(system, seed, args, workdir)
                 results[system].append(result)
-                log(f"{system} seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items() if v is not None))
+                log(f"{system} seed {seed}: {result}")  # the line --merge reads back
                 table = _write_table(results, args.out, argv)  # after every run: an interrupted run keeps its rows
     log(table)
+    return table
+
+
+RESULT_LINE = re.compile(r"^(\w+) seed (\d+): (\{.*\})$")
+
+
+def logged_results(logs: Sequence[Path], systems: Sequence[str]) -> dict[str, list[dict]]:
+    """The results runs of a benchmark logged (``<system> seed <n>: {...}``, one line per system and seed), in the
+    order of ``systems``; a shipped model (not trained, so the same whatever the seed) scores once."""
+    results: dict[str, list[dict]] = {}
+    for path in logs:
+        for line in path.read_text().replace("\r", "\n").splitlines():
+            found = RESULT_LINE.match(line)
+            if found and found.group(1) in systems:
+                results.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
+    if not results:
+        raise ValueError(f"no result line in {', '.join(map(str, logs))}")
+    return {s: results[s][:1] if s.startswith("shipped") else results[s] for s in systems if s in results}
+
+
+def merged_table(
+    render: Callable[[dict[str, list[dict]]], str], logs: Sequence[Path], systems: Sequence[str], out: Path
+) -> str:
+    """``render`` of the results the ``logs`` hold (:func:`logged_results`), written to ``out`` and returned."""
+    table = render(logged_results(logs, systems)) + "\n\nMerged from: " + ", ".join(map(str, logs))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
     return table
 
 

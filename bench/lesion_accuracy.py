@@ -31,9 +31,7 @@ to ``--out`` after every run (default ``runs/lesion_accuracy.md``; the measured 
 from __future__ import annotations
 
 import argparse
-import ast
 import math
-import re
 import statistics
 import sys
 import tempfile
@@ -47,7 +45,7 @@ from monai.losses import DiceLoss
 from monai.networks.nets import UNet
 from monai.utils import set_determinism
 
-from monai_exudate.inference import load_network_weights, package_settings
+from monai_exudate.inference import package_settings
 from monai_exudate.metrics import LesionMetricsReport
 from monai_exudate.metrics.pixel import (
     average_precision_from_histograms,
@@ -58,9 +56,10 @@ from monai_exudate.metrics.pixel import (
     quantize,
 )
 from monai_exudate.metrics.size_recall import batch_size_counts, recall_by_size
+from monai_exudate.recipes import hrdecoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/accuracy.py's helpers, run as a script or loaded
-from accuracy import _fmt, _override, inverted_predictions, train_steps  # noqa: E402
+from accuracy import _fmt, _override, inverted_predictions, merged_table, shipped_network, train_steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "fundus_lesion_hrdecoder"
@@ -164,14 +163,6 @@ def train_monai_unet(
     return unet, done, crops
 
 
-def shipped_network(ckpt_dir: Path, device: torch.device) -> torch.nn.Module:
-    """The packaged network with its weights (the bundle's inference path)."""
-    from monai_exudate.recipes.hrdecoder import network
-
-    settings = package_settings(str(ckpt_dir / "model.pt"), BUNDLE.name)
-    return load_network_weights(network(settings), str(ckpt_dir / "model.pt"), map_location="cpu").to(device)
-
-
 def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     """Train (or load) one system, score it on validation and test; adds ``steps``, ``crops`` and ``seconds``."""
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -192,7 +183,7 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     start = time.perf_counter()
     settings = base.get_parsed_content("model_settings")
     if system in ("shipped", "shipped_sigmoid"):
-        network, steps, crops = shipped_network(args.ckpt_dir, device), 0, 0
+        network, steps, crops = shipped_network(args.ckpt_dir, device, BUNDLE.name, hrdecoder.network), 0, 0
         overrides["ckpt_dir"] = str(args.ckpt_dir)
         # None: the package's settings and calibration; the sigmoid row takes the settings without the calibration
         settings = package_settings(str(args.ckpt_dir / "model.pt"), BUNDLE.name) if system != "shipped" else None
@@ -243,23 +234,6 @@ def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
     return "\n\n".join(blocks)
 
 
-RESULT_LINE = re.compile(r"^(\w+) seed (\d+): (\{.*\})$")
-
-
-def logged_results(logs: Sequence[Path]) -> dict[str, list[dict]]:
-    """The results a run of this benchmark logged (``<system> seed <n>: {...}``, one line per system and seed), in
-    the order of :data:`SYSTEMS`; a system's shipped scores once, as a single run logs them."""
-    results: dict[str, list[dict]] = {}
-    for path in logs:
-        for line in path.read_text().replace("\r", "\n").splitlines():
-            found = RESULT_LINE.match(line)
-            if found and found.group(1) in SYSTEMS:
-                results.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
-    if not results:
-        raise ValueError(f"no result line in {', '.join(map(str, logs))}")
-    return {s: results[s][:1] if s.startswith("shipped") else results[s] for s in SYSTEMS if s in results}
-
-
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> str:
     """Run the benchmark; returns the markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -276,13 +250,17 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lesion_accuracy.md")
-    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="LOG",
-                        help="only combine the result lines of earlier runs' logs (seeds run apart) into the tables")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="LOG",
+        help="only combine the result lines of earlier runs' logs (seeds run apart) into the tables",
+    )
     args = parser.parse_args(argv)
     if args.merge:
-        table = markdown_tables(logged_results(args.merge)) + "\n\nMerged from: " + ", ".join(map(str, args.merge))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
+        table = merged_table(markdown_tables, args.merge, SYSTEMS, args.out)
         log(table)
         return table
     if args.threads:

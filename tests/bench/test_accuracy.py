@@ -74,8 +74,13 @@ def test_benchmark_runs_every_system_end_to_end(tmp_path):
     cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
     assert all(c[1] == "1" and not any("nan" in cell for cell in c) for c in cells)
     steps, crops = 2 + len(bench.COLUMNS), 3 + len(bench.COLUMNS)
-    # every system takes the same optimiser steps and sees the same crops
-    assert len({c[steps] for c in cells}) == 1 and len({c[crops] for c in cells}) == 1 and cells[0][steps] != "0"
+    trained = [c for c in cells if not c[0].startswith("shipped")]
+    # every trained system takes the same optimiser steps and sees the same crops; the shipped model trains none
+    assert len({c[steps] for c in trained}) == 1 and len({c[crops] for c in trained}) == 1 and trained[0][steps] != "0"
+    assert [c[steps] for c in cells if c[0].startswith("shipped")] == ["0"]
+    # each trained network is kept, so its scoring can be repeated without training it again
+    kept = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/network.pt"))
+    assert kept == sorted(f"{s}_seed0" for s in bench.SYSTEMS if s != "shipped")
 
 
 @pytest.mark.parametrize(
@@ -148,3 +153,64 @@ def test_networks_are_scored_again_on_a_held_out_test_set(tmp_path):
     head = table.splitlines()[0]
     assert "| ap |" in head and "test_aupr" in head and "test_ap" in head and "test_recall_lt100" in head
     assert (tmp_path / "test_set").is_dir()  # the smoke run generated the held-out synthetic set there
+
+
+def test_shipped_system_is_scored_with_its_package_and_calibration(tmp_path):
+    """The shipped model is evaluated as the bundle's evaluation reads it (settings and calibration from its package);
+    a network trained here by its profile's settings and without calibration."""
+    bench = _bench()
+    overrides = {**bench.SMOKE, "bundle_root": str(tmp_path), "ckpt_dir": str(REPO / "bundles/exudate_dsm/models")}
+    shipped = bench.evaluation_parser(["train.json", "cpu.json"], overrides, packaged=True)
+    assert shipped.get_parsed_content("calibration") is not None
+    assert shipped.get_parsed_content("model_description")["net_width"] == 8  # the package's, not the smoke's 2
+    trained = bench.evaluation_parser(["train.json", "cpu.json"], overrides)
+    assert trained.get_parsed_content("calibration") is None
+    assert trained.get_parsed_content("model_description")["net_width"] == bench.SMOKE["model_settings#net_width"]
+    network = bench.shipped_network(REPO / "bundles/exudate_dsm/models", torch.device("cpu"))
+    assert sum(p.numel() for p in network.parameters()) > 500_000
+
+
+def test_missing_shipped_package_is_refused_by_name(tmp_path, capsys):
+    bench = _bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", "--systems", "shipped", "--ckpt_dir", str(tmp_path / "none")], log=lambda line: None)
+    assert "--ckpt_dir" in capsys.readouterr().err
+
+
+def test_test_set_is_scored_at_the_level_chosen_on_validation(tmp_path, monkeypatch):
+    """The test columns at a threshold use the validation maps' F-maximising level, never the test maps'."""
+    bench = _bench()
+    calls = []
+    real = bench.score_network
+
+    def recording(network, parser, device, threshold=None):
+        scores = real(network, parser, device, threshold)
+        calls.append((parser["dataset_dir"], threshold, scores))
+        return scores
+
+    monkeypatch.setattr(bench, "score_network", recording)
+    args = ["--smoke", "--seeds", "0", "--epochs", "1", "--systems", "monai_unet", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "t.md"), "--test_dataset_dir", str(tmp_path / "test_set")]  # fmt: skip
+    table = bench.main(args, log=lambda line: None)
+    (validation_dir, none, validation), (test_dir, threshold, test) = calls
+    assert none is None and validation_dir != test_dir and threshold == validation["best_thr"]
+    assert {"iou_thr", "f_thr", "recall_lt100_thr"} <= test.keys() and "iou_thr" not in validation
+    assert "test_recall_lt100_thr" in table.splitlines()[0]
+
+
+def test_seeds_run_apart_merge_into_one_table(tmp_path):
+    bench = _bench()
+
+    def run(aupr: float, seconds: float) -> dict:
+        return {**{c: aupr for c in bench.COLUMNS}, "steps": 10, "crops": 20, "seconds": seconds, "lesions_lt100": 7}
+
+    first, second = tmp_path / "seed0.log", tmp_path / "seed1.log"
+    first.write_text(f"Loading dataset: 100%\rmonai_unet seed 0: {run(0.5, 10.0)}\nshipped seed 0: {run(0.7, 1.0)}\n")
+    second.write_text(f"monai_unet seed 1: {run(0.7, 30.0)}\nshipped seed 1: {run(0.9, 1.0)}\nnot a result line\n")
+    table = bench.main(["--merge", str(first), str(second), "--out", str(tmp_path / "t.md")], log=lambda _: None)
+    assert "| plain MONAI UNet + DiceLoss (sigmoid), Adam 1e-3 | 2 | 0.600 +/- 0.141 |" in table
+    assert "| shipped model (bundle models/), calibrated | 1 | 0.700 +/- 0.000 |" in table  # scored once
+    assert (tmp_path / "t.md").read_text() == table + "\n"
+    (tmp_path / "empty.log").write_text("nothing\n")
+    with pytest.raises(ValueError, match="no result line"):
+        bench.main(["--merge", str(tmp_path / "empty.log")], log=lambda _: None)
