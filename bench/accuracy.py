@@ -373,12 +373,17 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
         cells += [f"{statistics.mean(r[k] for r in runs):.0f}" for k in ("steps", "crops")]
         cells.append(f"{statistics.mean(seconds):.0f} +/- {statistics.stdev(seconds) if len(seconds) > 1 else 0:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lesions = {r.get("lesions_lt100") for runs in results.values() for r in runs}
+
+    def counts(key: str) -> str:
+        return ", ".join(str(n) for n in sorted({r.get(key) for runs in results.values() for r in runs}))
+
+    held_out = f"; {counts('test_lesions_lt100')} in the test set" if tested else ""
     lines.append("")
     lines.append(
-        f"recall_lt100: share of the {', '.join(str(n) for n in sorted(lesions))} test components under 100 "
-        "pixels (8-connectivity, at the photographs' own size) with at least half their pixels predicted; "
-        "touched_lt100: the same components counted once the mask at 0.5 touches them."
+        f"recall_lt100: share of the components under 100 pixels ({counts('lesions_lt100')} in the scored set"
+        f"{held_out}; 8-connectivity, at the photographs' own size) with at least half their pixels predicted, at 0.5 "
+        "(`_thr`: at the validation maps' F-maximising level); touched_lt100: the same components counted once "
+        "the mask at 0.5 touches them."
     )
     return "\n".join(lines)
 

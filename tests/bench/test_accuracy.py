@@ -59,7 +59,7 @@ def test_markdown_table_has_mean_std_and_wall_time():
     }
     table = bench.markdown_table(results)
     assert "| exudate_dsm CPU profile: dual U-Net + DSM | 2 | 0.600 +/- 0.141 |" in table
-    assert "| 11 +/- 1 |" in table and "7 test components" in table
+    assert "| 11 +/- 1 |" in table and "(7 in the scored set;" in table
 
 
 def test_benchmark_runs_every_system_end_to_end(tmp_path):
