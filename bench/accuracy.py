@@ -24,11 +24,14 @@ On the IDRiD training split, choose on its validation part and test on IDRiD_55-
 ``--dataset_dir ../shared/data/idrid_training --override 'datalist_file="data_lists/idrid_training_split.json"'
 'val_section="validation"' --test_dataset_dir ../shared/data/idrid_sample`` (the table then adds the test
 columns, with IoU, F and small-lesion recall also at the F-maximising level of the validation maps, the rule of the
-bundle's ``threshold.json``: ``*_thr``). Average precision (``ap``, all 256 levels) is reported beside the
-11-threshold AUPR, which flatters weak maps.
+bundle's ``threshold.json``: ``*_thr``, and AUPR and AP of the maps through an isotonic calibration fitted on the
+validation maps, as the bundle's ``calibrate`` fits the shipped model's: ``*_cal``). Average precision (``ap``, all 256
+levels) is reported beside the 11-threshold AUPR, which flatters weak maps, and ``ap_float``, the AP of the maps before
+their 8-bit quantisation (0.01-wide logit bins).
 Results: a markdown table (mean +/- std over seeds, wall time per row) printed and written to ``--out`` (default
 ``runs/accuracy.md``; the measured tables are kept in ``bench/accuracy_results.md``). Each trained network's weights
-are kept in ``--workdir`` (``<system>_seed<n>/network.pt``). Seeds run in separate sessions combine from their logs:
+are kept in ``--workdir`` (``<system>_seed<n>/network.pt``); ``--rescore WORKDIR`` scores them again without
+training. Seeds run in separate sessions combine from their logs:
 ``--merge seed0.log seed1.log`` writes the same table without running anything.
 """
 
@@ -45,6 +48,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import DataLoader
@@ -55,7 +59,15 @@ from monai.utils import set_determinism
 from monai_exudate.bundle import as_bool
 from monai_exudate.inference import load_network_weights, package_settings
 from monai_exudate.metrics import LesionMetricsReport
+from monai_exudate.metrics.calibration import (
+    LOGIT_BINS,
+    calibrated_level_histograms,
+    fit_isotonic,
+    logit_bin_centres,
+    logit_histograms,
+)
 from monai_exudate.metrics.pixel import (
+    aupr_from_histograms,
     average_precision_from_histograms,
     binarize,
     counts_at_threshold,
@@ -96,11 +108,13 @@ LABELS = {
     "shipped": "shipped model (bundle models/), calibrated",
 }
 COLUMNS = (
-    "iou", "f", "aupr", "ap", "region_f", "recall_lt100", "touched_lt100", "recall_0-25", "recall_25-100",
-    "recall_100-400",
+    "iou", "f", "aupr", "ap", "ap_float", "region_f", "recall_lt100", "touched_lt100", "recall_0-25",
+    "recall_25-100", "recall_100-400",
 )  # fmt: skip
 # scored again on --test_dataset_dir when it is given
-TEST_COLUMNS = ("iou", "f", "aupr", "ap", "recall_lt100", "iou_thr", "f_thr", "recall_lt100_thr")
+TEST_COLUMNS = (
+    "iou", "f", "aupr", "ap", "ap_float", "aupr_cal", "ap_cal", "recall_lt100", "iou_thr", "f_thr", "recall_lt100_thr",
+)  # fmt: skip
 SIZE_BINS = (0, 25, 100, 400, 1600, math.inf)
 SMOKE = {
     "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'",
@@ -165,7 +179,11 @@ def inverted_predictions(
 
 
 def score_network(
-    network: torch.nn.Module, parser: ConfigParser, device: torch.device, threshold: float | None = None
+    network: torch.nn.Module,
+    parser: ConfigParser,
+    device: torch.device,
+    threshold: float | None = None,
+    calibration: tuple[list[float], list[float]] | None = None,
 ) -> dict[str, float]:
     """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
 
@@ -173,10 +191,15 @@ def score_network(
     the evaluation post-processing (``validate#postprocessing``: branch fusion, sigmoid, inversion of the
     preprocessing); labels are the original masks. ``best_thr``: the F-maximising level of these maps (the rule of the
     bundle's ``threshold.json``); given ``threshold`` (one chosen on other photographs), IoU, F and the recall of
-    components under 100 pixels at it too (``*_thr``).
+    components under 100 pixels at it too (``*_thr``). ``ap_float``: the average precision of the maps' logits in
+    0.01-wide bins, the ranking before the 8-bit quantisation of the written maps; given ``calibration`` (isotonic
+    knots fitted on other photographs, :func:`validation_calibration`), the 11-threshold AUPR and the AP of the
+    8-bit maps that calibration gives (``aupr_cal``, ``ap_cal``). ``logit_histogram``: the ``(2, bins)`` counts
+    (row 0: exudate) those come from, for :func:`validation_calibration`.
     """
     report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
     histograms = torch.zeros(1, 2, 256, dtype=torch.int64)  # 8-bit levels of (background, exudate) pixels
+    logits = torch.zeros(2, LOGIT_BINS, dtype=torch.int64)  # logit bins of (exudate, background) pixels
     small = torch.zeros(1, 2, 2, dtype=torch.int64)  # components under 100 pixels at ``threshold``: [detected, total]
     # the looser count of small-lesion recall: a component counts once the mask touches it
     touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
@@ -184,6 +207,9 @@ def score_network(
         for metric in (report, touched):
             metric.update((probs, label))
         histograms += pixel_histograms(probs, label)
+        # logits of the written probabilities (a monotone map of the network's fused logit): no pixel leaves the
+        # range, float32 probabilities stop at logit 16.6
+        logits += logit_histograms(torch.logit(probs[0].double(), eps=1e-12), label[0])[0]
         if threshold is not None:
             small += batch_size_counts(binarize(probs, threshold), label > 0.5, (0, 100, math.inf))
     scores = report.compute()["lesions"]["EX"]
@@ -191,9 +217,15 @@ def score_network(
     neg, pos = histograms[0].numpy()
     out["ap"] = average_precision_from_histograms(pos, neg)
     out["best_thr"] = f_maximising_threshold(pos, neg)[0]
+    out["ap_float"] = average_precision_from_histograms(*logits.numpy())
+    if calibration is not None:
+        levels = calibrated_level_histograms(logits.numpy(), logit_bin_centres(), calibration)
+        out["aupr_cal"] = aupr_from_histograms(*levels)
+        out["ap_cal"] = average_precision_from_histograms(*levels)
     if threshold is not None:
         out.update({f"{k}_thr": v for k, v in pixel_scores(*counts_at_threshold(pos, neg, threshold)).items()})
         out["recall_lt100_thr"] = recall_by_size(small[0].numpy(), (0, 100, math.inf))["0-100"]["recall"]
+    out["logit_histogram"] = logits.numpy()
     out["region_f"] = scores["region"]["0.5"]["f"]
     for label in ("0-25", "25-100", "100-400"):
         out[f"recall_{label}"] = scores["size_recall"][label]["recall"]
@@ -204,6 +236,12 @@ def score_network(
     out["touched_lt100"] = touched.compute()["lesions"]["EX"]["size_recall"]["0-100"]["recall"]
     out["lesions_lt100"] = total
     return out
+
+
+def validation_calibration(logit_histogram: np.ndarray) -> tuple[list[float], list[float]]:
+    """Isotonic knots fitted on one set's ``logit_histogram`` (:func:`score_network`): the fit of the bundle's
+    ``calibrate`` command, so every system's test maps can be scored as the shipped model's calibrated ones are."""
+    return fit_isotonic(logit_histogram[0], logit_histogram[1], logit_bin_centres())
 
 
 def _crops_seen(loader: DataLoader, epochs: int, per_item: int, branches: int) -> int:
@@ -256,16 +294,26 @@ def train_monai_unet(
     set_determinism(seed=seed)
     dataset = parser.get_parsed_content("train#dataset")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
-    classes = 2 if two_class else 1
-    unet = UNet(2, 3, classes, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm=norm)
-    unet = unet.to(device)
+    network = monai_unet(device, norm, dice_batch, two_class)
+    unet = network.network if two_class else network
     optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
     if two_class:
         loss_fn = DiceLoss(to_onehot_y=True, softmax=True, batch=dice_batch)
     else:
         loss_fn = DiceLoss(sigmoid=True, batch=dice_batch)
     done, crops = train_steps(unet, loss_fn, optimizer, loader, steps, device)
-    return (ForegroundLogit(unet) if two_class else unet), done, crops
+    return network, done, crops
+
+
+def monai_unet(
+    device: torch.device, norm: str = "instance", dice_batch: bool = False, two_class: bool = False
+) -> torch.nn.Module:
+    """The untrained MONAI ``UNet`` of a ``UNET_RECIPES`` entry (``dice_batch`` only shapes its loss); a two-class one
+    wrapped in :class:`ForegroundLogit`."""
+    del dice_batch
+    classes = 2 if two_class else 1
+    unet = UNet(2, 3, classes, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm=norm)
+    return ForegroundLogit(unet.to(device)) if two_class else unet.to(device)
 
 
 def train_steps(
@@ -313,28 +361,47 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     # the single-branch systems' logits pass the evaluation post-processing without branch fusion
     single = {"model_settings#dual": False, "training_recipe#loss_name": "dice"}
     start = time.perf_counter()
+    trained = None if args.rescore is None else args.rescore / root.name / "network.pt"
     if system == "shipped":
         network, steps, crops = shipped_network(args.ckpt_dir, device), 0, 0
         overrides["ckpt_dir"] = str(args.ckpt_dir)
-    elif system == "dual_dsm":
-        network, steps, crops = train_profile(args.configs, {**common, "training_recipe#max_epochs": epochs})
-    elif system == "single_dice":
-        ablation = {**single, "training_recipe#batch_size": 2 * batch, "training_recipe#max_epochs": 2 * epochs}
-        network, steps, crops = train_profile(args.configs, {**common, **ablation})
-    else:
+    elif system in ("dual_dsm", "single_dice"):
+        recipe = {"training_recipe#max_epochs": epochs}
+        if system == "single_dice":
+            recipe = {**single, "training_recipe#batch_size": 2 * batch, "training_recipe#max_epochs": 2 * epochs}
+        if trained is None:
+            network, steps, crops = train_profile(args.configs, {**common, **recipe})
+        else:
+            network, steps, crops = (
+                profile_parser(args.configs, {**common, **recipe}).get_parsed_content("network"),
+                None,
+                None,
+            )
+    elif trained is None:
         dual_steps = epochs * math.ceil(_num_train(base) / batch)
         network, steps, crops = train_monai_unet(base, dual_steps, 2 * batch, seed, device, **UNET_RECIPES[system])
-    if system != "shipped":  # kept, so the scoring can be repeated without training again
+    else:
+        network, steps, crops = monai_unet(device, **UNET_RECIPES[system]), None, None
+    if trained is not None:
+        if not trained.is_file():
+            raise FileNotFoundError(
+                f"--rescore: {trained} does not exist (a run of {system} with seed {seed} keeps it)"
+            )
+        network.load_state_dict(torch.load(trained, map_location=device, weights_only=True))
+    elif system != "shipped":  # kept, so the scoring can be repeated without training again (--rescore)
         torch.save(network.state_dict(), root / "network.pt")
     scoring = overrides if system in ("dual_dsm", "shipped") else {**overrides, **single}
     evaluation = evaluation_parser(args.configs, scoring, packaged=system == "shipped")
     result = score_network(network, evaluation, device)
+    validation_logits = result.pop("logit_histogram")
     if args.test_dataset_dir is not None:
         # the same network on a second, held-out set (e.g. IDRiD_55-58 after choosing on IDRiD_45-54), also at the
-        # level chosen on the first
+        # level chosen on the first and through a calibration fitted on the first
         test = {**scoring, "dataset_dir": str(args.test_dataset_dir), "datalist_file": None, "val_section": "testing"}
         evaluation = evaluation_parser(args.configs, test, packaged=system == "shipped")
-        test_scores = score_network(network, evaluation, device, threshold=result["best_thr"])
+        calibration = validation_calibration(validation_logits)
+        test_scores = score_network(network, evaluation, device, result["best_thr"], calibration)
+        test_scores.pop("logit_histogram")
         result.update({f"test_{k}": v for k, v in test_scores.items()})
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
     return result
@@ -360,6 +427,11 @@ def _fmt(values: Sequence[float | None]) -> str:
     return f"{statistics.mean(values):.3f} +/- {std:.3f}"
 
 
+def _fmt_count(values: Sequence[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.mean(values):.0f}" if values else "-"
+
+
 def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     """Markdown table, one row per system: mean +/- std over seeds of each metric, crops seen, wall time per run."""
     tested = all("test_aupr" in r for runs in results.values() for r in runs)
@@ -368,9 +440,10 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, runs in results.items():
         cells = [LABELS.get(system, system), str(len(runs))]
-        cells += [_fmt([r[c] for r in runs]) for c in columns]
+        cells += [_fmt([r.get(c) for r in runs]) for c in columns]  # a column an older run did not score: "-"
         seconds = [r["seconds"] for r in runs]
-        cells += [f"{statistics.mean(r[k] for r in runs):.0f}" for k in ("steps", "crops")]
+        # a rescored network (--rescore) did not train here: its steps and crops are in its training run's table
+        cells += [_fmt_count([r[k] for r in runs]) for k in ("steps", "crops")]
         cells.append(f"{statistics.mean(seconds):.0f} +/- {statistics.stdev(seconds) if len(seconds) > 1 else 0:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
 
@@ -427,6 +500,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         metavar="LOG",
         help="only combine the result lines of earlier runs' logs (seeds run apart) into the table",
     )
+    rescore_help = "score the networks an earlier run kept in this --workdir (<system>_seed<n>/network.pt) again"
+    parser.add_argument("--rescore", type=Path, default=None, metavar="WORKDIR", help=rescore_help)
     args = parser.parse_args(argv)
     if args.merge:
         table = merged_table(markdown_table, args.merge, SYSTEMS, args.out)

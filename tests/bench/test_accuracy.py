@@ -183,19 +183,49 @@ def test_test_set_is_scored_at_the_level_chosen_on_validation(tmp_path, monkeypa
     calls = []
     real = bench.score_network
 
-    def recording(network, parser, device, threshold=None):
-        scores = real(network, parser, device, threshold)
-        calls.append((parser["dataset_dir"], threshold, scores))
+    def recording(network, parser, device, threshold=None, calibration=None):
+        scores = real(network, parser, device, threshold, calibration)
+        calls.append((parser["dataset_dir"], threshold, calibration, dict(scores)))
         return scores
 
     monkeypatch.setattr(bench, "score_network", recording)
     args = ["--smoke", "--seeds", "0", "--epochs", "1", "--systems", "monai_unet", "--workdir", str(tmp_path / "w"),
             "--out", str(tmp_path / "t.md"), "--test_dataset_dir", str(tmp_path / "test_set")]  # fmt: skip
     table = bench.main(args, log=lambda line: None)
-    (validation_dir, none, validation), (test_dir, threshold, test) = calls
+    (validation_dir, none, no_fit, validation), (test_dir, threshold, calibration, test) = calls
     assert none is None and validation_dir != test_dir and threshold == validation["best_thr"]
     assert {"iou_thr", "f_thr", "recall_lt100_thr"} <= test.keys() and "iou_thr" not in validation
     assert "test_recall_lt100_thr" in table.splitlines()[0]
+    # the test maps are also scored through an isotonic calibration fitted on the validation maps' logits
+    assert no_fit is None and calibration == bench.validation_calibration(validation["logit_histogram"])
+    assert {"aupr_cal", "ap_cal"} <= test.keys() and "aupr_cal" not in validation
+    assert 0.0 < test["ap_float"] <= 1.0 and "test_ap_cal" in table.splitlines()[0]
+
+
+def test_kept_networks_are_rescored_to_the_same_figures(tmp_path):
+    """``--rescore WORKDIR`` loads each kept ``network.pt`` instead of training, and scores it as its run did."""
+    bench = _bench()
+    common = ["--smoke", "--seeds", "0", "--epochs", "1", "--systems", "monai_unet", "single_dice"]
+    lines, again = [], []
+    bench.main([*common, "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "t.md")], log=lines.append)
+    rescore = ["--workdir", str(tmp_path / "w2"), "--out", str(tmp_path / "t2.md"), "--rescore", str(tmp_path / "w")]
+    table = bench.main([*common, *rescore], log=again.append)
+    runs = [bench.logged_results([_write(tmp_path / f"{n}.log", rows)], bench.SYSTEMS) for n, rows in
+            (("first", lines), ("again", again))]  # fmt: skip
+    for system in ("monai_unet", "single_dice"):
+        trained, rescored = runs[0][system][0], runs[1][system][0]
+        assert rescored["steps"] is None and trained["steps"] > 0
+        assert {k: v for k, v in rescored.items() if k not in ("steps", "crops", "seconds")} == {
+            k: v for k, v in trained.items() if k not in ("steps", "crops", "seconds")
+        }
+    assert "| - | - |" in table  # no training here: its steps and crops are not claimed
+    with pytest.raises(FileNotFoundError, match="network.pt"):
+        bench.main([*common, "--workdir", str(tmp_path / "w3"), "--rescore", str(tmp_path / "none")], log=print)
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def test_seeds_run_apart_merge_into_one_table(tmp_path):
