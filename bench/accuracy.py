@@ -38,17 +38,14 @@ training. Seeds run in separate sessions combine from their logs:
 from __future__ import annotations
 
 import argparse
-import ast
 import math
-import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import DataLoader
@@ -57,25 +54,14 @@ from monai.networks.nets import UNet
 from monai.utils import set_determinism
 
 from monai_exudate.bundle import as_bool
-from monai_exudate.inference import load_network_weights, package_settings
-from monai_exudate.metrics import LesionMetricsReport
-from monai_exudate.metrics.calibration import (
-    LOGIT_BINS,
-    calibrated_level_histograms,
-    fit_isotonic,
-    logit_bin_centres,
-    logit_histograms,
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench helpers, run as a script or loaded by a test
+from run_logs import mean_count, mean_std, merged_table, parse_override  # noqa: E402
+from scoring import (  # noqa: E402
+    score_network,
+    shipped_network,
+    validation_calibration,
 )
-from monai_exudate.metrics.pixel import (
-    aupr_from_histograms,
-    average_precision_from_histograms,
-    binarize,
-    counts_at_threshold,
-    f_maximising_threshold,
-    pixel_histograms,
-    pixel_scores,
-)
-from monai_exudate.metrics.size_recall import batch_size_counts, recall_by_size
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "exudate_dsm" / "configs"
@@ -115,7 +101,6 @@ COLUMNS = (
 TEST_COLUMNS = (
     "iou", "f", "aupr", "ap", "ap_float", "aupr_cal", "ap_cal", "recall_lt100", "iou_thr", "f_thr", "recall_lt100_thr",
 )  # fmt: skip
-SIZE_BINS = (0, 25, 100, 400, 1600, math.inf)
 SMOKE = {
     "synthetic": True, "dataset_dir": "$@bundle_root + '/data/synthetic_idrid'",
     "synthetic_num": 4, "synthetic_size": [96, 72], "sw_batch_size": 4,
@@ -143,105 +128,6 @@ def evaluation_parser(configs: Sequence[str | Path], overrides: dict, packaged: 
         parser["model_description"] = described
         parser["calibration"] = None
     return parser
-
-
-def shipped_network(
-    ckpt_dir: Path, device: torch.device, bundle: str = "exudate_dsm", build: Callable | None = None
-) -> torch.nn.Module:
-    """The packaged network with its weights (the bundle's inference path); ``build``: the bundle's network factory
-    (default: ``exudate_dsm``'s)."""
-    from monai_exudate.recipes import exudate_dsm
-
-    settings = package_settings(str(ckpt_dir / "model.pt"), bundle)
-    network = (build or exudate_dsm.network)(settings)
-    return load_network_weights(network, str(ckpt_dir / "model.pt"), map_location="cpu").to(device)
-
-
-def inverted_predictions(
-    network: torch.nn.Module, parser: ConfigParser, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(probabilities, label)`` ``[1, C, W, H]`` (MONAI's spatial order) of each ``validate#dataset`` photograph at
-    its own size: the evaluation preprocessing, ``validate#inferer`` (``network`` returns logits) and
-    ``validate#postprocessing``."""
-    dataset = parser.get_parsed_content("validate#dataset")
-    inferer = parser.get_parsed_content("validate#inferer")
-    invert = parser.get_parsed_content("validate#postprocessing")
-    network.eval()
-    for item in dataset:
-        with torch.no_grad():
-            item["pred"] = inferer(item["image"][None].to(device), network)[0].cpu()
-        item = invert(item)
-        probs = torch.as_tensor(item["pred"])[None].float().clamp(0, 1)
-        label = torch.as_tensor(item["label"])[None].float()
-        if probs.shape != label.shape:
-            raise ValueError(f"inverted prediction {tuple(probs.shape)} does not match the label {tuple(label.shape)}")
-        yield probs, label
-
-
-def score_network(
-    network: torch.nn.Module,
-    parser: ConfigParser,
-    device: torch.device,
-    threshold: float | None = None,
-    calibration: tuple[list[float], list[float]] | None = None,
-) -> dict[str, float]:
-    """Project metrics at 0.5 on the ``validate`` split at the photographs' own size (``parser``: with evaluate.json).
-
-    Each photograph goes through the evaluation preprocessing, the profile's inferer (``network`` returns logits) and
-    the evaluation post-processing (``validate#postprocessing``: branch fusion, sigmoid, inversion of the
-    preprocessing); labels are the original masks. ``best_thr``: the F-maximising level of these maps (the rule of the
-    bundle's ``threshold.json``); given ``threshold`` (one chosen on other photographs), IoU, F and the recall of
-    components under 100 pixels at it too (``*_thr``). ``ap_float``: the average precision of the maps' logits in
-    0.01-wide bins, the ranking before the 8-bit quantisation of the written maps; given ``calibration`` (isotonic
-    knots fitted on other photographs, :func:`validation_calibration`), the 11-threshold AUPR and the AP of the
-    8-bit maps that calibration gives (``aupr_cal``, ``ap_cal``). ``logit_histogram``: the ``(2, bins)`` counts
-    (row 0: exudate) those come from, for :func:`validation_calibration`.
-    """
-    report = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=SIZE_BINS, flat=False)
-    histograms = torch.zeros(1, 2, 256, dtype=torch.int64)  # 8-bit levels of (background, exudate) pixels
-    logits = torch.zeros(2, LOGIT_BINS, dtype=torch.int64)  # logit bins of (exudate, background) pixels
-    small = torch.zeros(1, 2, 2, dtype=torch.int64)  # components under 100 pixels at ``threshold``: [detected, total]
-    # the looser count of small-lesion recall: a component counts once the mask touches it
-    touched = LesionMetricsReport(["EX"], sigmas=(0.5,), size_bins=(0, 100), hit_fraction=1e-9, flat=False)
-    for probs, label in inverted_predictions(network, parser, device):
-        for metric in (report, touched):
-            metric.update((probs, label))
-        histograms += pixel_histograms(probs, label)
-        # logits of the written probabilities (a monotone map of the network's fused logit): no pixel leaves the
-        # range, float32 probabilities stop at logit 16.6
-        logits += logit_histograms(torch.logit(probs[0].double(), eps=1e-12), label[0])[0]
-        if threshold is not None:
-            small += batch_size_counts(binarize(probs, threshold), label > 0.5, (0, 100, math.inf))
-    scores = report.compute()["lesions"]["EX"]
-    out = {k: scores[k] for k in ("iou", "f", "aupr")}
-    neg, pos = histograms[0].numpy()
-    out["ap"] = average_precision_from_histograms(pos, neg)
-    out["best_thr"] = f_maximising_threshold(pos, neg)[0]
-    out["ap_float"] = average_precision_from_histograms(*logits.numpy())
-    if calibration is not None:
-        levels = calibrated_level_histograms(logits.numpy(), logit_bin_centres(), calibration)
-        out["aupr_cal"] = aupr_from_histograms(*levels)
-        out["ap_cal"] = average_precision_from_histograms(*levels)
-    if threshold is not None:
-        out.update({f"{k}_thr": v for k, v in pixel_scores(*counts_at_threshold(pos, neg, threshold)).items()})
-        out["recall_lt100_thr"] = recall_by_size(small[0].numpy(), (0, 100, math.inf))["0-100"]["recall"]
-    out["logit_histogram"] = logits.numpy()
-    out["region_f"] = scores["region"]["0.5"]["f"]
-    for label in ("0-25", "25-100", "100-400"):
-        out[f"recall_{label}"] = scores["size_recall"][label]["recall"]
-    # under 100 pixels: the two smallest bins together
-    small_bins = [scores["size_recall"][label] for label in ("0-25", "25-100")]
-    detected, total = sum(b["detected"] for b in small_bins), sum(b["total"] for b in small_bins)
-    out["recall_lt100"] = detected / total if total else None
-    out["touched_lt100"] = touched.compute()["lesions"]["EX"]["size_recall"]["0-100"]["recall"]
-    out["lesions_lt100"] = total
-    return out
-
-
-def validation_calibration(logit_histogram: np.ndarray) -> tuple[list[float], list[float]]:
-    """Isotonic knots fitted on one set's ``logit_histogram`` (:func:`score_network`): the fit of the bundle's
-    ``calibrate`` command, so every system's test maps can be scored as the shipped model's calibrated ones are."""
-    return fit_isotonic(logit_histogram[0], logit_histogram[1], logit_bin_centres())
 
 
 def _crops_seen(loader: DataLoader, epochs: int, per_item: int, branches: int) -> int:
@@ -419,19 +305,6 @@ def _epochs(args: argparse.Namespace, parser: ConfigParser) -> int:
     return max(1, round(args.pixels / per_epoch))
 
 
-def _fmt(values: Sequence[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} +/- {std:.3f}"
-
-
-def _fmt_count(values: Sequence[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    return f"{statistics.mean(values):.0f}" if values else "-"
-
-
 def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     """Markdown table, one row per system: mean +/- std over seeds of each metric, crops seen, wall time per run."""
     tested = all("test_aupr" in r for runs in results.values() for r in runs)
@@ -440,10 +313,10 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, runs in results.items():
         cells = [LABELS.get(system, system), str(len(runs))]
-        cells += [_fmt([r.get(c) for r in runs]) for c in columns]  # a column an older run did not score: "-"
+        cells += [mean_std([r.get(c) for r in runs]) for c in columns]  # a column an older run did not score: "-"
         seconds = [r["seconds"] for r in runs]
         # a rescored network (--rescore) did not train here: its steps and crops are in its training run's table
-        cells += [_fmt_count([r[k] for r in runs]) for k in ("steps", "crops")]
+        cells += [mean_count([r[k] for r in runs]) for k in ("steps", "crops")]
         cells.append(f"{statistics.mean(seconds):.0f} +/- {statistics.stdev(seconds) if len(seconds) > 1 else 0:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
 
@@ -461,16 +334,6 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def _override(text: str) -> tuple[str, object]:
-    import json
-
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> str:
     """Run the benchmark; returns the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -481,7 +344,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(DEFAULT_SYSTEMS), help=systems_help)
     parser.add_argument("--epochs", type=int, default=12, help="epochs of the dual model (the others: equal pixels)")
     parser.add_argument("--pixels", type=float, default=None, help="training pixels per system (overrides --epochs)")
-    parser.add_argument("--override", type=_override, nargs="*", default=[], help="config overrides key=json")
+    parser.add_argument("--override", type=parse_override, nargs="*", default=[], help="config overrides key=json")
     test_help = "also score each network on this dataset's testing section (e.g. the IDRiD sample's IDRiD_55-58)"
     parser.add_argument("--test_dataset_dir", type=Path, default=None, help=test_help)
     parser.add_argument("--threads", type=int, default=None)
@@ -525,33 +388,6 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
                 log(f"{system} seed {seed}: {result}")  # the line --merge reads back
                 table = _write_table(results, args.out, argv)  # after every run: an interrupted run keeps its rows
     log(table)
-    return table
-
-
-RESULT_LINE = re.compile(r"^(\w+) seed (\d+): (\{.*\})$")
-
-
-def logged_results(logs: Sequence[Path], systems: Sequence[str]) -> dict[str, list[dict]]:
-    """The results runs of a benchmark logged (``<system> seed <n>: {...}``, one line per system and seed), in the
-    order of ``systems``; a shipped model (not trained, so the same whatever the seed) scores once."""
-    results: dict[str, list[dict]] = {}
-    for path in logs:
-        for line in path.read_text().replace("\r", "\n").splitlines():
-            found = RESULT_LINE.match(line)
-            if found and found.group(1) in systems:
-                results.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
-    if not results:
-        raise ValueError(f"no result line in {', '.join(map(str, logs))}")
-    return {s: results[s][:1] if s.startswith("shipped") else results[s] for s in systems if s in results}
-
-
-def merged_table(
-    render: Callable[[dict[str, list[dict]]], str], logs: Sequence[Path], systems: Sequence[str], out: Path
-) -> str:
-    """``render`` of the results the ``logs`` hold (:func:`logged_results`), written to ``out`` and returned."""
-    table = render(logged_results(logs, systems)) + "\n\nMerged from: " + ", ".join(map(str, logs))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n")
     return table
 
 

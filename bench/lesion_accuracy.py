@@ -58,8 +58,10 @@ from monai_exudate.metrics.pixel import (
 from monai_exudate.metrics.size_recall import batch_size_counts, recall_by_size
 from monai_exudate.recipes import hrdecoder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/accuracy.py's helpers, run as a script or loaded
-from accuracy import _fmt, _override, inverted_predictions, merged_table, shipped_network, train_steps  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench helpers, run as a script or loaded by a test
+from accuracy import train_steps  # noqa: E402
+from run_logs import mean_std, merged_table, parse_override  # noqa: E402
+from scoring import inverted_predictions, shipped_network  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "fundus_lesion_hrdecoder"
@@ -222,7 +224,7 @@ def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
         for system, rs in runs.items():
             for name in rs[0][split] if rs else ():
                 cells = [LABELS.get(system, system), name, str(len(rs))]
-                cells += [_fmt([r[split][name].get(c) for r in rs]) for c in columns]
+                cells += [mean_std([r[split][name].get(c) for r in rs]) for c in columns]
                 lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     cost = ["| system | steps | crops seen | wall time per run (s) |", "|---|---|---|---|"]
@@ -245,7 +247,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=None, help="default: the profile's max_epochs")
     parser.add_argument("--ckpt_dir", type=Path, default=BUNDLE / "models", help="the 'shipped' system's package")
-    parser.add_argument("--override", type=_override, nargs="*", default=[], help="config overrides key=json")
+    parser.add_argument("--override", type=parse_override, nargs="*", default=[], help="config overrides key=json")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
     parser.add_argument("--workdir", type=Path, default=None)

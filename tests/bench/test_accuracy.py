@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,8 @@ def test_kept_networks_are_rescored_to_the_same_figures(tmp_path):
     bench.main([*common, "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "t.md")], log=lines.append)
     rescore = ["--workdir", str(tmp_path / "w2"), "--out", str(tmp_path / "t2.md"), "--rescore", str(tmp_path / "w")]
     table = bench.main([*common, *rescore], log=again.append)
-    runs = [bench.logged_results([_write(tmp_path / f"{n}.log", rows)], bench.SYSTEMS) for n, rows in
+    logged_results = sys.modules["run_logs"].logged_results  # loaded by the benchmark from bench/
+    runs = [logged_results([_write(tmp_path / f"{n}.log", rows)], bench.SYSTEMS) for n, rows in
             (("first", lines), ("again", again))]  # fmt: skip
     for system in ("monai_unet", "single_dice"):
         trained, rescored = runs[0][system][0], runs[1][system][0]
