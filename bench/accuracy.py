@@ -247,7 +247,8 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
     # the single-branch systems' logits pass the evaluation post-processing without branch fusion
     single = {"model_settings#dual": False, "training_recipe#loss_name": "dice"}
     start = time.perf_counter()
-    trained = None if args.rescore is None else args.rescore / root.name / "network.pt"
+    # the shipped model is loaded from its package in any case
+    trained = None if args.rescore is None or system == "shipped" else args.rescore / root.name / "network.pt"
     if system == "shipped":
         network, steps, crops = shipped_network(args.ckpt_dir, device), 0, 0
         overrides["ckpt_dir"] = str(args.ckpt_dir)
