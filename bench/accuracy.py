@@ -1,4 +1,4 @@
-"""Accuracy at equal training pixels: the CPU profile's dual DSM U-Net, its single + Dice ablation, plain MONAI UNets.
+"""Exudate accuracy at equal training pixels: the dual DSM U-Net, its single + Dice ablation, MONAI UNets, the shipped.
 
 Usage: ``python bench/accuracy.py [--dataset_dir DIR] [--seeds 0 1 2] [--epochs 12 | --pixels P] [--out FILE]``.
 
@@ -16,10 +16,11 @@ Two variants of (c) on request: (e) ``norm="batch"``, the normalisation of the p
 ``DiceLoss(batch=True)``, the Dice of the whole batch rather than the mean of per-crop Dice. ``shipped``: the bundle's
 shipped model (``--ckpt_dir`` for another package), not trained here and scored once whatever the seeds, with its
 package's settings and calibration as the bundle's evaluation reads them (the trained systems: sigmoid maps).
-All are scored on the test split at the photographs' own size (the bundle's evaluation pipeline: sliding window at the
-training resolution, the profile's test-time flips, predictions inverted to the original size) with the project's
-metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by lesion size, including all
-components under 100 pixels (counted when half their pixels are predicted, and when the mask merely touches them).
+All are scored on the ``val_section`` of ``--dataset_dir`` at the photographs' own size (the bundle's evaluation
+pipeline: sliding window at the training resolution, the profile's test-time flips, predictions inverted to the
+original size) with the project's metrics at threshold 0.5: pixel IoU, F, AUPR, region F at sigma 0.5 and recall by
+lesion size, including all components under 100 pixels (counted when half their pixels are predicted, and when the
+mask merely touches them).
 On the IDRiD training split, choose on its validation part and test on IDRiD_55-58:
 ``--dataset_dir ../shared/data/idrid_training --override 'datalist_file="data_lists/idrid_training_split.json"'
 'val_section="validation"' --test_dataset_dir ../shared/data/idrid_sample`` (the table then adds the test
@@ -122,10 +123,9 @@ def evaluation_parser(configs: Sequence[str | Path], overrides: dict, packaged: 
     ``overrides`` records (the model package a bundle run writes), so the network in memory is scored with its own
     preprocessing, inferer and branch fusion, without calibration; ``packaged``: settings and calibration from the
     package in ``overrides["ckpt_dir"]``, as the bundle's evaluation reads them (the shipped model)."""
-    described = profile_parser(configs, overrides).get_parsed_content("model_settings")
     parser = profile_parser([*configs[:1], "evaluate.json", *configs[1:]], overrides)
     if not packaged:
-        parser["model_description"] = described
+        parser["model_description"] = profile_parser(configs, overrides).get_parsed_content("model_settings")
         parser["calibration"] = None
     return parser
 
@@ -180,7 +180,7 @@ def train_monai_unet(
     set_determinism(seed=seed)
     dataset = parser.get_parsed_content("train#dataset")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
-    network = monai_unet(device, norm, dice_batch, two_class)
+    network = monai_unet(device, norm, two_class)
     unet = network.network if two_class else network
     optimizer = torch.optim.Adam(unet.parameters(), 1e-3)
     if two_class:
@@ -191,12 +191,8 @@ def train_monai_unet(
     return network, done, crops
 
 
-def monai_unet(
-    device: torch.device, norm: str = "instance", dice_batch: bool = False, two_class: bool = False
-) -> torch.nn.Module:
-    """The untrained MONAI ``UNet`` of a ``UNET_RECIPES`` entry (``dice_batch`` only shapes its loss); a two-class one
-    wrapped in :class:`ForegroundLogit`."""
-    del dice_batch
+def monai_unet(device: torch.device, norm: str = "instance", two_class: bool = False) -> torch.nn.Module:
+    """The untrained MONAI ``UNet`` of a ``UNET_RECIPES`` entry; a two-class one wrapped in :class:`ForegroundLogit`."""
     classes = 2 if two_class else 1
     unet = UNet(2, 3, classes, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm=norm)
     return ForegroundLogit(unet.to(device)) if two_class else unet.to(device)
@@ -230,7 +226,10 @@ def train_steps(
 
 
 def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
-    """Train one system with one seed and score it; adds ``steps``, ``crops`` and ``seconds``."""
+    """Train one system with one seed (or load it: the shipped package, a ``--rescore`` network) and score it; adds
+    ``steps`` and ``crops`` (None for a rescored network) and ``seconds``. The shipped model's maps are calibrated
+    already: its float AP (the calibrated maps' pooled ranking, not the network's) and a second calibration are not
+    reported."""
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     root = workdir / f"{system}_seed{seed}"
     root.mkdir(parents=True, exist_ok=True)
@@ -268,7 +267,8 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
         dual_steps = epochs * math.ceil(_num_train(base) / batch)
         network, steps, crops = train_monai_unet(base, dual_steps, 2 * batch, seed, device, **UNET_RECIPES[system])
     else:
-        network, steps, crops = monai_unet(device, **UNET_RECIPES[system]), None, None
+        recipe = UNET_RECIPES[system]
+        network, steps, crops = monai_unet(device, recipe["norm"], recipe["two_class"]), None, None
     if trained is not None:
         if not trained.is_file():
             raise FileNotFoundError(
@@ -286,10 +286,15 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
         # level chosen on the first and through a calibration fitted on the first
         test = {**scoring, "dataset_dir": str(args.test_dataset_dir), "datalist_file": None, "val_section": "testing"}
         evaluation = evaluation_parser(args.configs, test, packaged=system == "shipped")
-        calibration = validation_calibration(validation_logits)
+        calibration = None if system == "shipped" else validation_calibration(validation_logits)
         test_scores = score_network(network, evaluation, device, result["best_thr"], calibration)
-        test_scores.pop("logit_histogram")
+        # the test maps' own F-maximising level is a choice on the test set: not reported
+        for key in ("logit_histogram", "best_thr"):
+            test_scores.pop(key)
         result.update({f"test_{k}": v for k, v in test_scores.items()})
+    if system == "shipped":
+        result.pop("ap_float")
+        result.pop("test_ap_float", None)
     result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
     return result
 
@@ -322,7 +327,9 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
 
     def counts(key: str) -> str:
-        return ", ".join(str(n) for n in sorted({r.get(key) for runs in results.values() for r in runs}))
+        return ", ".join(
+            str(n) for n in sorted({r[key] for runs in results.values() for r in runs if r.get(key) is not None})
+        )
 
     held_out = f"; {counts('test_lesions_lt100')} in the test set" if tested else ""
     lines.append("")

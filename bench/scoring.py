@@ -95,8 +95,8 @@ def score_network(
         for metric in (report, touched):
             metric.update((probs, label))
         histograms += pixel_histograms(probs, label)
-        # logits of the written probabilities (a monotone map of the network's fused logit): no pixel leaves the
-        # range, float32 probabilities stop at logit 16.6
+        # logits of the float32 probabilities (a monotone map of the network's fused logit); probabilities that float32
+        # rounds to 1 (logit above about 16.6) or to 0 tie in the end bins
         logits += logit_histograms(torch.logit(probs[0].double(), eps=1e-12), label[0])[0]
         if threshold is not None:
             small += batch_size_counts(binarize(probs, threshold), label > 0.5, (0, 100, math.inf))
