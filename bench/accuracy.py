@@ -57,7 +57,7 @@ from monai.utils import set_determinism
 from monai_exudate.bundle import as_bool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench helpers, run as a script or loaded by a test
-from run_logs import mean_count, mean_std, merged_table, parse_override  # noqa: E402
+from run_logs import add_merge_argument, mean_count, mean_std, merged_table, parse_override  # noqa: E402
 from scoring import (  # noqa: E402
     score_network,
     shipped_network,
@@ -363,14 +363,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy.md", help=out_help)
     ckpt_help = "the 'shipped' system's package (default: %(default)s)"
     parser.add_argument("--ckpt_dir", type=Path, default=CONFIGS.parent / "models", help=ckpt_help)
-    parser.add_argument(
-        "--merge",
-        type=Path,
-        nargs="+",
-        default=None,
-        metavar="LOG",
-        help="only combine the result lines of earlier runs' logs (seeds run apart) into the table",
-    )
+    add_merge_argument(parser)
     rescore_help = "score the networks an earlier run kept in this --workdir (<system>_seed<n>/network.pt) again"
     parser.add_argument("--rescore", type=Path, default=None, metavar="WORKDIR", help=rescore_help)
     args = parser.parse_args(argv)

@@ -60,7 +60,7 @@ from monai_exudate.recipes import hrdecoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench helpers, run as a script or loaded by a test
 from accuracy import train_steps  # noqa: E402
-from run_logs import mean_std, merged_table, parse_override  # noqa: E402
+from run_logs import add_merge_argument, mean_std, merged_table, parse_override  # noqa: E402
 from scoring import inverted_predictions, shipped_network  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,14 +252,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lesion_accuracy.md")
-    parser.add_argument(
-        "--merge",
-        type=Path,
-        nargs="+",
-        default=None,
-        metavar="LOG",
-        help="only combine the result lines of earlier runs' logs (seeds run apart) into the tables",
-    )
+    add_merge_argument(parser)
     args = parser.parse_args(argv)
     if args.merge:
         table = merged_table(markdown_tables, args.merge, SYSTEMS, args.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import re
@@ -56,3 +57,9 @@ def merged_table(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table + "\n")
     return table
+
+
+def add_merge_argument(parser: argparse.ArgumentParser) -> None:
+    """``--merge LOG...``: a benchmark only combines the result lines of earlier runs' logs into its tables."""
+    help_text = "only combine the result lines of earlier runs' logs (seeds run apart) into the tables"
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="LOG", help=help_text)
