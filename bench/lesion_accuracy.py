@@ -10,6 +10,8 @@ Systems, each trained from scratch on the datalist's ``training`` section with t
 ``configs/cpu.json`` by default) and scored on its ``validation`` section and on the test set's ``testing`` section:
 
 - ``hrdecoder``: the profile run by the bundle's own trainer for ``--epochs`` (default: the profile's), last epoch;
+  with ``--select_best``, the recipe as the shipped model was chosen: the profile's validations (every
+  ``val_interval`` epochs, on the datalist's ``validation`` section) and its best checkpoint (``model.pt``);
 - ``lr_only``: the same with ``lr_only=true``, HRDecoder's low-resolution branch alone (the paper's ablation);
 - ``monai_unet``: MONAI's ``UNet`` (four sigmoid channels, MONAI's defaults) + ``DiceLoss(sigmoid=True)``, Adam 1e-3,
   on the profile's own training crops (lesion-biased, rescaled, flipped, rotated) in batches of the profile's size
@@ -31,6 +33,7 @@ to ``--out`` after every run (default ``runs/lesion_accuracy.md``; the measured 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -180,19 +183,25 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
         overrides["training_recipe#max_epochs"] = args.epochs
     base = profile_parser(args.configs, overrides)
     epochs = int(base["training_recipe#max_epochs"])
-    # no validation during training: the last epoch is scored
+    # no validation during training, so the last epoch is scored, unless the recipe's selection is asked for
     overrides["val_interval"] = epochs + 1
+    scored_epoch: int | None = epochs
     start = time.perf_counter()
     settings = base.get_parsed_content("model_settings")
     if system in ("shipped", "shipped_sigmoid"):
         network, steps, crops = shipped_network(args.ckpt_dir, device, BUNDLE.name, hrdecoder.network), 0, 0
+        scored_epoch = None
         overrides["ckpt_dir"] = str(args.ckpt_dir)
         # None: the package's settings and calibration; the sigmoid row takes the settings without the calibration
         settings = package_settings(str(args.ckpt_dir / "model.pt"), BUNDLE.name) if system != "shipped" else None
     elif system in ("hrdecoder", "lr_only"):
-        extra = {"model_settings#lr_only": system == "lr_only"}
+        extra: dict[str, object] = {"model_settings#lr_only": system == "lr_only"}
+        if args.select_best:
+            extra["val_interval"] = int(base["val_interval"])
         network, steps, crops = train_profile(args.configs, {**overrides, **extra})
-        settings = {**settings, **extra}
+        if args.select_best:
+            network, scored_epoch = best_checkpoint(Path(base.get_parsed_content("ckpt_dir")), device)
+        settings = {**settings, "lr_only": system == "lr_only"}
     else:
         steps = epochs * math.ceil(
             len(base.get_parsed_content("train#datalist")) / int(base["training_recipe#batch_size"])
@@ -207,8 +216,19 @@ def run_system(system: str, seed: int, args: argparse.Namespace, workdir: Path) 
             test["synthetic_size"] = [176, 120]
         thresholds = {name: row["best_thr"] for name, row in validation.items()}
         result["test"] = score_network(network, evaluation_parser(args.configs, test, settings), device, thresholds)
-    result.update(steps=steps, crops=crops, seconds=time.perf_counter() - start)
+    result.update(steps=steps, crops=crops, epoch=scored_epoch, seconds=time.perf_counter() - start)
     return result
+
+
+def best_checkpoint(ckpt_dir: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The network a training run kept as its best (``model.pt``) and the epoch its package records for it."""
+    package = ckpt_dir / "model_package.json"
+    validation = json.loads(package.read_text()).get("validation") if package.is_file() else None
+    if not validation or not (ckpt_dir / "model.pt").is_file():
+        raise RuntimeError(
+            f"{ckpt_dir}: no validated checkpoint; --select_best needs at least one validation (val_interval <= epochs)"
+        )
+    return shipped_network(ckpt_dir, device, BUNDLE.name, hrdecoder.network), int(validation["epoch"])
 
 
 def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
@@ -227,10 +247,11 @@ def markdown_tables(results: Mapping[str, Sequence[Mapping]]) -> str:
                 cells += [mean_std([r[split][name].get(c) for r in rs]) for c in columns]
                 lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
-    cost = ["| system | steps | crops seen | wall time per run (s) |", "|---|---|---|---|"]
+    cost = ["| system | steps | crops seen | epoch scored, per seed | wall time per run (s) |", "|---|---|---|---|---|"]
     for system, rs in results.items():
         if rs:
-            cost.append(f"| {LABELS.get(system, system)} | {rs[0]['steps']} | {rs[0]['crops']} | "
+            epochs = ", ".join(str(r.get("epoch") or "-") for r in rs)
+            cost.append(f"| {LABELS.get(system, system)} | {rs[0]['steps']} | {rs[0]['crops']} | {epochs} | "
                         f"{statistics.mean(r['seconds'] for r in rs):.0f} |")  # fmt: skip
     blocks.append("\n".join(cost))
     return "\n\n".join(blocks)
@@ -248,6 +269,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     parser.add_argument("--epochs", type=int, default=None, help="default: the profile's max_epochs")
     parser.add_argument("--ckpt_dir", type=Path, default=BUNDLE / "models", help="the 'shipped' system's package")
     parser.add_argument("--override", type=parse_override, nargs="*", default=[], help="config overrides key=json")
+    select_help = "hrdecoder, lr_only: validate as the profile does and score the best checkpoint, not the last epoch"
+    parser.add_argument("--select_best", action="store_true", help=select_help)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (checks the pipeline only)")
     parser.add_argument("--workdir", type=Path, default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,31 @@ def test_trained_systems_see_equal_crops_and_are_scored_on_both_sets(tmp_path):
     assert "### validation" in table and "### test" in table and "recall_lt100_thr" in table
     rows = [line for line in table.splitlines() if line.startswith("| ") and " | EX | " in line]
     assert len(rows) == 6  # three systems, two sets
-    cost = [line.split("|")[2:4] for line in table.splitlines() if line.count("|") == 5 and "---" not in line][1:]
+    cost = [line.split("|")[2:5] for line in table.splitlines() if line.count("|") == 6 and "---" not in line][1:]
+    # equal steps and crops; each scored at its last epoch
     assert len(cost) == 3 and len({tuple(c) for c in cost}) == 1 and cost[0][0].strip() != "0"
+    assert cost[0][2].strip() == "1"
+
+
+def test_select_best_scores_the_checkpoint_the_recipe_keeps(tmp_path):
+    bench = _bench()
+    results = []
+    args = ["--smoke", "--seeds", "0", "--systems", "hrdecoder", "--select_best", "--epochs", "3", "--override",
+            "val_interval=1", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "t.md")]  # fmt: skip
+    bench.main(args, log=results.append)
+    package = json.loads((tmp_path / "w" / "hrdecoder_seed0" / "outputs" / "models" / "model_package.json").read_text())
+    best = package["validation"]["epoch"]
+    assert package["last_validation"]["epoch"] == 3 and best in (1, 2, 3)
+    logged = next(line for line in results if line.startswith("hrdecoder seed 0: "))
+    assert f"'epoch': {best}," in logged
+
+
+def test_select_best_without_a_validation_names_the_folder(tmp_path):
+    bench = _bench()
+    args = ["--smoke", "--seeds", "0", "--systems", "lr_only", "--select_best", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "t.md")]  # fmt: skip
+    with pytest.raises(RuntimeError, match="lr_only_seed0.*no validated checkpoint"):
+        bench.main(args, log=lambda line: None)
 
 
 def test_lr_only_system_trains_the_low_resolution_branch_alone(tmp_path, monkeypatch):
