@@ -82,17 +82,37 @@ def test_trained_systems_see_equal_crops_and_are_scored_on_both_sets(tmp_path):
     assert cost[0][2].strip() == "1"
 
 
-def test_select_best_scores_the_checkpoint_the_recipe_keeps(tmp_path):
+def test_select_best_scores_the_checkpoint_the_recipe_keeps(tmp_path, monkeypatch):
     bench = _bench()
-    results = []
+    results, trained, scored = [], [], []
+    real_train, real_score = bench.train_profile, bench.score_network
+
+    def recording_score(network, parser, device, thresholds=None):
+        scored.append(network)
+        return real_score(network, parser, device, thresholds)
+
+    def train(configs, overrides):
+        network, steps, crops = real_train(configs, overrides)
+        trained.append(network)
+        return network, steps, crops
+
+    monkeypatch.setattr(bench, "train_profile", train)
+    monkeypatch.setattr(bench, "score_network", recording_score)
     args = ["--smoke", "--seeds", "0", "--systems", "hrdecoder", "--select_best", "--epochs", "3", "--override",
             "val_interval=1", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "t.md")]  # fmt: skip
     bench.main(args, log=results.append)
-    package = json.loads((tmp_path / "w" / "hrdecoder_seed0" / "outputs" / "models" / "model_package.json").read_text())
+    models = tmp_path / "w" / "hrdecoder_seed0" / "outputs" / "models"
+    package = json.loads((models / "model_package.json").read_text())
     best = package["validation"]["epoch"]
     assert package["last_validation"]["epoch"] == 3 and best in (1, 2, 3)
     logged = next(line for line in results if line.startswith("hrdecoder seed 0: "))
     assert f"'epoch': {best}," in logged
+    # both sets are scored with the network loaded from the kept model.pt, not the trainer's last-epoch one
+    kept = bench.shipped_network(models, torch.device("cpu"), "fundus_lesion_hrdecoder", bench.hrdecoder.network)
+    assert len(scored) == 2 and all(n is not trained[0] for n in scored)
+    for network in scored:
+        for (name, ours), theirs in zip(network.state_dict().items(), kept.state_dict().values()):
+            assert torch.equal(ours, theirs), name
 
 
 def test_select_best_without_a_validation_names_the_folder(tmp_path):
